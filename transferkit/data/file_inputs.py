@@ -1,0 +1,206 @@
+"""Reads file-based inputs (a folder, a DataFrame, a list of paths) into checked files."""
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from transferkit.data.labels import encode_labels
+from transferkit.data.scan import scan_images
+from transferkit.utils.log import logger
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class FileInput(NamedTuple):
+    """What a file-based input reads to: usable files, their labels, and what was left out."""
+
+    paths: list[str]  # what to decode: the file itself, or its converted copy
+    original_paths: list[str]  # the user's file, for prediction output
+    labels: np.ndarray | None
+    class_names: list[str] | None
+    skipped: pd.DataFrame
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether `path` has an image extension (case-insensitive) and is not hidden.
+
+    Args:
+        path: str or `os.PathLike`. A file path.
+
+    Returns:
+        True for e.g. `cat.JPG`, False for `notes.txt` or `._cat.jpg` (a macOS
+        metadata file).
+    """
+    name = os.path.basename(os.fspath(path))
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def find_images(folder: Path) -> list[str]:
+    """Lists image files under `folder` recursively, sorted, skipping hidden folders."""
+    found = []
+    for parent, folders, files in os.walk(folder):
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        found.extend(os.path.join(parent, name) for name in sorted(files) if is_image_file(name))
+    return found
+
+
+def read_folder(folder: Path, require_labels: bool, class_names: list[str] | None) -> FileInput:
+    """Reads a folder with one sub-folder per class, or (unlabeled) a folder of images."""
+    folder = Path(os.path.abspath(folder))
+    loose = [str(folder / name) for name in sorted(os.listdir(folder)) if is_image_file(name)]
+    loose = [path for path in loose if os.path.isfile(path)]
+    sub_folders = sorted(
+        entry
+        for entry in os.listdir(folder)
+        if not entry.startswith(".") and (folder / entry).is_dir()
+    )
+    classes = {name: find_images(folder / name) for name in sub_folders}
+    empty = [name for name, files in classes.items() if not files]
+    classes = {name: files for name, files in classes.items() if files}
+
+    if not classes and not loose:
+        raise ValueError(
+            f"No images found in {folder} or its sub-folders (looked for files ending in "
+            f"{', '.join(IMAGE_EXTENSIONS)}, in any case). Check the path, or convert the "
+            "images to one of these formats."
+        )
+    if not require_labels and not _is_class_layout(classes, loose, class_names):
+        return _read_files(find_images(folder), None, class_names)
+    if not classes:
+        raise ValueError(
+            f"Found {len(loose)} images directly in {folder} but no class sub-folders, so "
+            f"there are no labels. Put each class's images in its own sub-folder: "
+            f"{folder / 'cat'}/*.jpg, {folder / 'dog'}/*.jpg, ..."
+        )
+    if class_names is None and len(classes) < 2:
+        raise ValueError(
+            f"At least 2 classes are needed to train a classifier, found {sorted(classes)} in "
+            f"{folder}. Put each class's images in its own sub-folder of {folder}: "
+            f"{folder / 'cat'}/*.jpg, {folder / 'dog'}/*.jpg, ..."
+        )
+    if empty and class_names is None:
+        logger.warning(
+            "Sub-folders %s of %s hold no images: they are not used as classes.", empty, folder
+        )
+    paths = [path for files in classes.values() for path in files]
+    labels = [name for name, files in classes.items() for _ in files]
+    result = _read_files(paths, labels, class_names)
+    if loose:
+        logger.warning(
+            "Left out %d images directly in %s: only images inside a class sub-folder are "
+            "used, e.g. %s.",
+            len(loose),
+            folder,
+            loose[0],
+        )
+        outside = pd.DataFrame({"path": loose, "reason": "not in a class sub-folder"})
+        result = result._replace(skipped=pd.concat([result.skipped, outside], ignore_index=True))
+    return result
+
+
+def _is_class_layout(classes: dict, loose: list[str], class_names: list[str] | None) -> bool:
+    # Without required labels, sub-folders count as classes only when nothing else
+    # is there and their names are plausible classes, so that predicting on
+    # photos/2023/*.jpg doesn't fail because "2023" is not a class of the model.
+    if loose or not classes:
+        return False
+    if class_names is not None:
+        return set(classes) <= set(class_names)
+    return len(classes) >= 2
+
+
+def read_dataframe(
+    frame: pd.DataFrame,
+    path_column: str,
+    label_column: str | None,
+    require_labels: bool,
+    class_names: list[str] | None,
+) -> FileInput:
+    """Reads a DataFrame with a column of image paths and (optionally) a column of labels."""
+    columns = list(frame.columns)
+    if path_column not in frame.columns:
+        raise ValueError(
+            f"The DataFrame has no column {path_column!r} for the image paths. Its columns are "
+            f"{columns}. Set path_column= to the column that holds the paths."
+        )
+    labeled = label_column is not None and label_column in frame.columns
+    if require_labels and not labeled:
+        if label_column is None:
+            raise ValueError(
+                "Labels are required but label_column=None. Set label_column= to the column "
+                f"that holds the labels; the DataFrame's columns are {columns}."
+            )
+        raise ValueError(
+            f"The DataFrame has no column {label_column!r} for the labels. Its columns are "
+            f"{columns}. Set label_column= to the column that holds the labels."
+        )
+    if frame.empty:
+        raise ValueError("The DataFrame has no rows: there are no images to read.")
+    missing = frame[path_column].isna()
+    if missing.any():
+        raise ValueError(
+            f"{int(missing.sum())} rows have no path in column {path_column!r} (NaN), e.g. "
+            f"row {frame.index[missing.to_numpy()][0]!r}. Drop those rows or fill them in."
+        )
+    labels = frame[label_column] if labeled else None
+    return read_paths(list(frame[path_column]), labels, class_names)
+
+
+def read_paths(
+    paths: Sequence[str | os.PathLike],
+    labels: Sequence[Any] | np.ndarray | pd.Series | None,
+    class_names: list[str] | None,
+) -> FileInput:
+    """Reads a list of image paths, with labels (one per path) or None."""
+    if labels is not None and len(labels) != len(paths):
+        raise ValueError(
+            f"Received {len(paths)} image paths but {len(labels)} labels. Pass one label per "
+            "image."
+        )
+    if not paths:
+        raise ValueError("Received an empty list of image paths: there are no images to read.")
+    return _read_files([os.path.abspath(os.fspath(path)) for path in paths], labels, class_names)
+
+
+def _read_files(paths: list[str], labels: Any, class_names: list[str] | None) -> FileInput:
+    indices = None
+    if labels is not None:
+        # Labels are checked before the scan: a bad label should not wait for 10,000 decodes.
+        indices, class_names = encode_labels(labels, class_names, identifiers=paths)
+    if not any(os.path.lexists(path) for path in paths):
+        raise FileNotFoundError(
+            f"None of the {len(paths)} image paths exist, e.g. {paths[0]}. Relative paths are "
+            f"resolved against the current directory ({os.getcwd()}): make them absolute, "
+            "or run from the folder they are relative to."
+        )
+    usable, skipped = scan_images(paths)
+    if not usable:
+        raise ValueError(no_usable_images_message(skipped))
+    left_out = set(skipped["path"])
+    keep = np.array([path not in left_out for path in paths], dtype=bool)
+    if indices is not None:
+        lost = sorted(set(indices.tolist()) - set(indices[keep].tolist()))
+        if lost:
+            logger.warning(
+                "Classes %s have no usable images left after leaving out unusable files.",
+                [class_names[i] for i in lost],
+            )
+        indices = indices[keep]
+    originals = [path for path, kept in zip(paths, keep, strict=True) if kept]
+    return FileInput(usable, originals, indices, class_names, skipped)
+
+
+def no_usable_images_message(skipped: pd.DataFrame) -> str:
+    """Says why every file was left out: counts per reason and an example of each."""
+    reasons = skipped.groupby("reason", sort=False)["path"].agg(["size", "first"])
+    details = "; ".join(
+        f"{count} {reason} (e.g. {example})" for reason, (count, example) in reasons.iterrows()
+    )
+    return (
+        f"None of the {len(skipped)} image files can be used: {details}. "
+        "Check that the paths point to readable JPEG, PNG, GIF, BMP, WebP or TIFF images."
+    )

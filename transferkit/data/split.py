@@ -1,0 +1,83 @@
+"""Splits labeled images into training and validation parts with the same class balance."""
+
+import numbers
+
+import numpy as np
+
+from transferkit.data.source import ImageSource
+from transferkit.utils.log import logger
+
+
+def stratified_split(
+    source: ImageSource, validation_split: float = 0.2, seed: int | None = None
+) -> tuple[ImageSource, ImageSource]:
+    """Splits each class separately, so both parts keep the class proportions.
+
+    Each class with at least 2 images keeps at least one in each part; a class
+    with a single image stays in training (with a warning). Within each part the
+    images keep their order in `source`.
+
+    Args:
+        source: `ImageSource`. Labeled images (files or arrays).
+        validation_split: float. Fraction of each class for validation, strictly
+            between 0 and 1. Defaults to 0.2.
+        seed: int or None. Seed for the random choice; the same seed gives the
+            same split. Defaults to None (a different split each call).
+
+    Returns:
+        A tuple `(train, validation)` of `ImageSource`s.
+
+    Raises:
+        ValueError: if `validation_split` is not in (0, 1), `source` is
+            unlabeled or a `tf.data.Dataset`, or no class has 2 images.
+
+    Example:
+        >>> train, validation = stratified_split(source, 0.2, seed=0)  # doctest: +SKIP
+    """
+    if (
+        isinstance(validation_split, bool)
+        or not isinstance(validation_split, numbers.Real)
+        or not 0 < validation_split < 1
+    ):
+        raise ValueError(
+            "validation_split must be a fraction strictly between 0 and 1, e.g. 0.2. "
+            f"Received: validation_split={validation_split!r}."
+        )
+    if source.dataset is not None:
+        raise ValueError(
+            "A tf.data.Dataset can't be split into training and validation parts here. Pass "
+            "the validation images explicitly: validation_data=..."
+        )
+    if source.labels is None:
+        raise ValueError(
+            "stratified_split needs labels to keep the class balance, but the images are "
+            "unlabeled. Pass labeled data, or pass validation_data=... explicitly."
+        )
+    rng = np.random.default_rng(seed)
+    validation = []
+    single = []
+    for label in np.unique(source.labels):
+        members = np.flatnonzero(source.labels == label)
+        if len(members) < 2:
+            single.append(_class_name(source, label))
+            continue
+        count = int(np.clip(round(len(members) * validation_split), 1, len(members) - 1))
+        validation.extend(rng.choice(members, size=count, replace=False).tolist())
+    if single:
+        logger.warning(
+            "Classes %s have a single image: it stays in training and the class is not "
+            "validated. Add more images of these classes.",
+            single,
+        )
+    if not validation:
+        raise ValueError(
+            "Can't make a validation split: every class has a single image. Add images, or "
+            "pass validation_data=... explicitly."
+        )
+    in_validation = np.zeros(len(source), dtype=bool)
+    in_validation[validation] = True
+    return source.subset(~in_validation), source.subset(in_validation)
+
+
+def _class_name(source: ImageSource, label: int) -> str:
+    return source.class_names[label] if source.class_names is not None else str(label)
