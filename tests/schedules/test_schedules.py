@@ -1,0 +1,119 @@
+import keras
+import pytest
+
+from transferkit import schedules
+from transferkit.schedules import (
+    Freeze,
+    FreezeUnfreeze,
+    GradualUnfreeze,
+    NoFreeze,
+    Phase,
+    Schedule,
+)
+
+
+def spans(phases):
+    return [(p.name, p.start_epoch, p.end_epoch, p.trainable_blocks) for p in phases]
+
+
+def test_built_in_plans():
+    assert spans(NoFreeze().plan(3)) == [("unfrozen", 0, 3, None)]
+    assert spans(Freeze().plan(3)) == [("frozen", 0, 3, 0)]
+    assert spans(FreezeUnfreeze(frozen_epochs=2).plan(5)) == [
+        ("frozen", 0, 2, 0),
+        ("unfrozen", 2, 5, None),
+    ]
+    # Fewer epochs than the warm-up: the run is all warm-up.
+    assert spans(FreezeUnfreeze(frozen_epochs=3).plan(2)) == [("frozen", 0, 2, 0)]
+    assert spans(GradualUnfreeze(blocks_per_step=2, max_blocks=3).plan(4)) == [
+        ("frozen", 0, 1, 0),
+        ("top 2 blocks", 1, 2, 2),
+        ("top 3 blocks", 2, 3, 3),
+        ("top 3 blocks", 3, 4, 3),
+    ]
+    assert spans(GradualUnfreeze(unfreeze_at=[2, 5], unit="layers").plan(6)) == [
+        ("frozen", 0, 2, 0),
+        ("top 1 layers", 2, 5, 1),
+        ("top 2 layers", 5, 6, 2),
+    ]
+
+
+def test_learning_rates_per_phase():
+    schedule = FreezeUnfreeze(learning_rate=2e-3, fine_tune_learning_rate=5e-4)
+    frozen, unfrozen = schedule.plan(3)
+    assert frozen.learning_rate == 2e-3 and unfrozen.learning_rate == 5e-4
+    assert FreezeUnfreeze(learning_rate=1e-3).plan(2)[1].learning_rate == pytest.approx(1e-4)
+
+
+def test_block_multipliers_fall_geometrically_to_one_over_lr_mult():
+    multipliers = Schedule(lr_mult=100).block_multipliers(4)
+    assert multipliers[-1] == pytest.approx(0.01)
+    assert multipliers == sorted(multipliers, reverse=True)
+    ratios = [a / b for a, b in zip(multipliers, multipliers[1:], strict=False)]
+    assert ratios == pytest.approx([ratios[0]] * 3)
+    assert Schedule(lr_mult=1).block_multipliers(3) == [1.0, 1.0, 1.0]
+
+
+def test_learning_rate_schedule_warms_up_then_decays():
+    phase = Phase("frozen", 0, 2, 0, 1e-3)
+    lr = Schedule(warmup=0.25).learning_rate_schedule(phase, steps_per_epoch=10)
+    values = [float(lr(step)) for step in range(20)]
+    peak = values.index(max(values))
+    assert peak == 5 and max(values) == pytest.approx(1e-3, rel=1e-3)
+    assert values[0] < values[peak] and values[-1] < values[peak] / 10
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        NoFreeze(),
+        Freeze(learning_rate=3e-3),
+        FreezeUnfreeze(frozen_epochs=2, lr_mult=50),
+        GradualUnfreeze(unfreeze_at=[1, 3], max_blocks=4, unit="layers", train_bn=True),
+    ],
+)
+def test_serialization_round_trip(schedule):
+    config = keras.saving.serialize_keras_object(schedule)
+    assert keras.saving.deserialize_keras_object(config) == schedule
+    assert schedules.get(config) == schedule
+
+
+def test_aliases():
+    assert isinstance(schedules.get("freeze_unfreeze"), FreezeUnfreeze)
+    assert isinstance(schedules.get("linear-probe"), Freeze)
+    assert isinstance(schedules.get("gradual_unfreeze"), GradualUnfreeze)
+    with pytest.raises(ValueError, match="Unknown schedule 'warp'"):
+        schedules.get("warp")
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: FreezeUnfreeze(frozen_epochs=-1), "frozen_epochs=-1"),
+        (lambda: GradualUnfreeze(blocks_per_step=0), "blocks_per_step=0"),
+        (lambda: GradualUnfreeze(unfreeze_at=[3, 2]), "strictly increasing"),
+        (lambda: GradualUnfreeze(unit="channels"), "unit='channels'"),
+        (lambda: Schedule(learning_rate=-1), "learning_rate=-1"),
+        (lambda: Schedule(lr_mult=0.5), "lr_mult=0.5"),
+        (lambda: FreezeUnfreeze().plan(0), "epochs=0"),
+        (lambda: FreezeUnfreeze().plan(-3), "epochs=-3"),
+    ],
+)
+def test_bad_arguments(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_a_custom_schedule_needs_only_phases():
+    class HeadThenTop2(Schedule):
+        def phases(self, epochs):
+            return [Phase("frozen", 0, 1, 0, 1e-3), Phase("top 2", 1, epochs, 2, 1e-4)]
+
+    assert spans(HeadThenTop2().plan(3)) == [("frozen", 0, 1, 0), ("top 2", 1, 3, 2)]
+
+    class Gappy(Schedule):
+        def phases(self, epochs):
+            return [Phase("frozen", 0, 1, 0, 1e-3), Phase("late", 2, epochs, None, 1e-4)]
+
+    with pytest.raises(ValueError, match="gap or overlap at epoch 1"):
+        Gappy().plan(4)

@@ -1,0 +1,231 @@
+"""Classification heads: what sits on top of a backbone's feature map."""
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+POOLING_MODES = ("avg", "max", "flatten")
+
+
+@keras.saving.register_keras_serializable(package="transferkit")
+class ClassificationHead(keras.layers.Layer):
+    """A classification head for a backbone's feature map.
+
+    Pools the feature map, runs an optional stack of dense blocks (dense, then
+    optional batch normalization, activation and dropout) and ends in the output
+    layer: a single sigmoid unit for two classes, one sigmoid per class for
+    multi-label problems, and a softmax otherwise.
+
+    The head carries the class names, so a saved model knows what it predicts.
+    It is split into `pool()` and `classify()` because pooling has no weights:
+    transferkit caches pooled backbone features and trains `classify()` alone
+    while the backbone is frozen.
+
+    Args:
+        num_classes: int or None. Number of classes. `None` leaves it to the
+            `FineTuner`, which fills it in from the data. Defaults to `None`.
+        pooling: str. How the feature map is reduced to a vector: `"avg"`,
+            `"max"` or `"flatten"`. Defaults to `"avg"`.
+        hidden_units: sequence of int. Units of each dense block between the
+            pooling and the output layer; empty for a linear head. Defaults to
+            `()`.
+        activation: str. Activation of the dense blocks. Defaults to `"relu"`.
+        dropout: float. Dropout rate before the output layer and after each
+            dense block, in `[0, 1)`. Defaults to `0.2`.
+        batch_norm: bool. Whether each dense block has batch normalization.
+            Defaults to `False`.
+        multi_label: bool. Whether an image may belong to several classes at
+            once (independent sigmoids). Defaults to `False`.
+        class_names: list of str or None. Names of the classes, in output
+            order. Defaults to `None` (the names `"0"`, `"1"`, ...).
+        **kwargs: Base layer keyword arguments, such as `name`.
+
+    Example:
+
+    >>> head = ClassificationHead(num_classes=3, hidden_units=[64], dropout=0.3)
+    >>> head(np.zeros((2, 4, 4, 8))).shape
+    (2, 3)
+    """
+
+    def __init__(
+        self,
+        num_classes: int | None = None,
+        pooling: str = "avg",
+        hidden_units: Sequence[int] = (),
+        activation: str = "relu",
+        dropout: float = 0.2,
+        batch_norm: bool = False,
+        multi_label: bool = False,
+        class_names: Sequence[str] | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if pooling not in POOLING_MODES:
+            raise ValueError(
+                f"`pooling` must be one of {list(POOLING_MODES)}. Received: pooling={pooling!r}"
+            )
+        hidden_units = [int(units) for units in hidden_units]
+        if any(units < 1 for units in hidden_units):
+            raise ValueError(
+                "`hidden_units` must hold positive integers. "
+                f"Received: hidden_units={hidden_units}"
+            )
+        if not 0 <= dropout < 1:
+            raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+        if class_names is not None:
+            class_names = [str(name) for name in class_names]
+            if num_classes is None:
+                num_classes = len(class_names)
+            if len(class_names) != num_classes:
+                raise ValueError(
+                    f"`class_names` has {len(class_names)} names but num_classes={num_classes}. "
+                    f"Received: class_names={class_names}"
+                )
+            if len(set(class_names)) != len(class_names):
+                raise ValueError(f"`class_names` has duplicates. Received: {class_names}")
+        minimum = 1 if multi_label else 2
+        if num_classes is not None and int(num_classes) < minimum:
+            raise ValueError(
+                f"A classifier needs at least {minimum} classes "
+                f"({'multi-label' if multi_label else 'single-label'}). "
+                f"Received: num_classes={num_classes}"
+            )
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.pooling = pooling
+        self.hidden_units = hidden_units
+        self.activation = activation
+        self.dropout = float(dropout)
+        self.batch_norm = bool(batch_norm)
+        self.multi_label = bool(multi_label)
+        self.class_names = class_names
+
+        # === Layers ===
+        if pooling == "avg":
+            self.pooling_layer = keras.layers.GlobalAveragePooling2D(name="pooling")
+        elif pooling == "max":
+            self.pooling_layer = keras.layers.GlobalMaxPooling2D(name="pooling")
+        else:
+            self.pooling_layer = keras.layers.Flatten(name="pooling")
+        self.blocks = []
+        for index, units in enumerate(hidden_units):
+            block = [keras.layers.Dense(units, use_bias=not batch_norm, name=f"dense_{index}")]
+            if batch_norm:
+                block.append(keras.layers.BatchNormalization(name=f"batch_norm_{index}"))
+            block.append(keras.layers.Activation(activation, name=f"activation_{index}"))
+            if dropout:
+                block.append(keras.layers.Dropout(dropout, name=f"dropout_{index}"))
+            self.blocks.append(block)
+        self.output_dropout = (
+            keras.layers.Dropout(dropout, name="output_dropout")
+            if dropout and not hidden_units
+            else None
+        )
+        self.output_layer = None
+        if self.num_classes is not None:
+            self.output_layer = keras.layers.Dense(
+                self.output_units,
+                activation="sigmoid" if self.uses_sigmoid else "softmax",
+                # Mixed precision must not reach the probabilities.
+                dtype="float32",
+                name="predictions",
+            )
+
+    # === Properties ===
+    @property
+    def uses_sigmoid(self) -> bool:
+        """Whether the output layer is sigmoid (binary or multi-label)."""
+        return self.multi_label or self.num_classes == 2
+
+    @property
+    def output_units(self) -> int:
+        """Width of the output layer: 1 for a binary head, else `num_classes`."""
+        if self.num_classes == 2 and not self.multi_label:
+            return 1
+        return self.num_classes
+
+    @property
+    def labels(self) -> list[str]:
+        """The class names in output order (`"0"`, `"1"`, ... when none were given)."""
+        if self.class_names is not None:
+            return list(self.class_names)
+        return [str(index) for index in range(self.num_classes or 0)]
+
+    def with_classes(self, num_classes: int, class_names: Sequence[str] | None = None):
+        """Returns a fresh head with the same settings for `num_classes` classes."""
+        config = self.get_config()
+        config.update(num_classes=num_classes, class_names=class_names)
+        config.pop("name", None)
+        return ClassificationHead.from_config(config)
+
+    # === Forward pass ===
+    def pool(self, features):
+        """Reduces a backbone feature map `(batch, h, w, c)` to vectors."""
+        return self.pooling_layer(features)
+
+    def classify(self, pooled, training=None):
+        """Maps pooled feature vectors to class probabilities."""
+        x = pooled
+        for block in self.blocks:
+            for layer in block:
+                x = layer(x, training=training)
+        if self.output_dropout is not None:
+            x = self.output_dropout(x, training=training)
+        return self.output_layer(x)
+
+    def build(self, input_shape):
+        if self.output_layer is None:
+            raise ValueError(
+                "The head has no `num_classes` yet. Pass num_classes to ClassificationHead "
+                "or let the FineTuner set it from the data."
+            )
+        self.pooling_layer.build(input_shape)
+        shape = self.pooling_layer.compute_output_shape(input_shape)
+        for block in self.blocks:
+            for layer in block:
+                layer.build(shape)
+                shape = layer.compute_output_shape(shape)
+        self.output_layer.build(shape)
+        self.built = True
+
+    def call(self, features, training=None):
+        return self.classify(self.pool(features), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_units)
+
+    # === Losses and outputs ===
+    def default_loss(self) -> str:
+        """The loss that matches this head's output and integer (or multi-hot) labels."""
+        if self.uses_sigmoid:
+            return "binary_crossentropy"
+        return "sparse_categorical_crossentropy"
+
+    def probabilities(self, outputs) -> np.ndarray:
+        """Turns model outputs into one probability column per class.
+
+        Args:
+            outputs: array of shape `(batch, output_units)`, what the model returns.
+
+        Returns:
+            A float array of shape `(batch, num_classes)`; for a binary head the
+            first column is `1 - p`.
+        """
+        outputs = np.asarray(outputs, dtype="float32")
+        if self.num_classes == 2 and not self.multi_label:
+            outputs = outputs.reshape(-1, 1)
+            return np.concatenate([1.0 - outputs, outputs], axis=1)
+        return outputs
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "pooling": self.pooling,
+            "hidden_units": list(self.hidden_units),
+            "activation": self.activation,
+            "dropout": self.dropout,
+            "batch_norm": self.batch_norm,
+            "multi_label": self.multi_label,
+            "class_names": self.class_names,
+        }
