@@ -1,0 +1,302 @@
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+import transferkit as tk
+from transferkit.heads import ClassificationHead
+
+
+def tiny_backbone(size=16):
+    """A two-block convolutional backbone with BatchNorm, fast enough for unit tests."""
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 255, name="rescaling")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", name="block1_conv")(x)
+    x = keras.layers.BatchNormalization(name="block1_bn")(x)
+    x = keras.layers.ReLU(name="block1_relu")(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="block2_conv")(x)
+    x = keras.layers.BatchNormalization(name="block2_bn")(x)
+    x = keras.layers.ReLU(name="block2_relu")(x)
+    return keras.Model(inputs, x, name="tiny")
+
+
+def tiny_finetuner(**kwargs):
+    kwargs.setdefault("seed", 1)
+    kwargs.setdefault("head", ClassificationHead(dropout=0.0))
+    return tk.FineTuner(tiny_backbone(), weights=None, **kwargs)
+
+
+HISTORY_COLUMNS = [
+    "epoch",
+    "phase",
+    "learning_rate",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+]
+
+
+def test_three_line_fine_tune_on_a_folder(image_folder):
+    root = image_folder()
+    ft = tiny_finetuner(
+        schedule=tk.FreezeUnfreeze(
+            frozen_epochs=2, learning_rate=0.1, fine_tune_learning_rate=1e-2
+        )
+    )
+    history = ft.fit(root, epochs=3, batch_size=8, verbose=0)
+    assert list(history.columns) == HISTORY_COLUMNS
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert history["phase"].tolist() == ["frozen", "frozen", "unfrozen"]
+    assert (history["learning_rate"] > 0).all() and (history["seconds"] >= 0).all()
+    predictions = ft.predict(sorted(str(p) for p in (root / "dog").iterdir())[:3])
+    assert list(predictions.columns) == ["path", "label", "probability", "prob_cat", "prob_dog"]
+    np.testing.assert_allclose(predictions[["prob_cat", "prob_dog"]].sum(axis=1), 1.0, rtol=1e-5)
+    assert (predictions["label"] == "dog").all()  # red vs blue is learnable in 3 epochs
+
+
+def test_the_log_says_when_each_phase_starts_and_that_it_recompiled(image_folder, capfd):
+    ft = tiny_finetuner(schedule=tk.FreezeUnfreeze(frozen_epochs=1))
+    ft.fit(image_folder(), epochs=2, batch_size=8, verbose=0)
+    err = capfd.readouterr().err
+    assert "epoch 1-1: phase 'frozen': backbone tiny frozen" in err
+    assert "epoch 2-2: phase 'unfrozen'" in err and "recompiled" in err
+    assert "BatchNorm kept in inference mode" in err
+
+
+class TrainableSpy(keras.callbacks.Callback):
+    """Records, at the start of each epoch, which backbone layers are trainable."""
+
+    def __init__(self, finetuner):
+        super().__init__()
+        self.finetuner = finetuner
+        self.seen = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        backbone = self.finetuner.backbone
+        self.seen[epoch] = {
+            layer.name for layer in backbone.layers if layer.trainable and layer.weights
+        }
+
+
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        (tk.Freeze(), [set(), set(), set()]),
+        (tk.NoFreeze(), [{"block1_conv", "block2_conv"}] * 3),
+        (
+            tk.FreezeUnfreeze(frozen_epochs=1),
+            [set(), {"block1_conv", "block2_conv"}, {"block1_conv", "block2_conv"}],
+        ),
+        (tk.GradualUnfreeze(), [set(), {"block2_conv"}, {"block1_conv", "block2_conv"}]),
+        (
+            tk.NoFreeze(train_bn=True),
+            [{"block1_conv", "block1_bn", "block2_conv", "block2_bn"}] * 3,
+        ),
+    ],
+)
+def test_trainable_layers_at_each_epoch(image_folder, schedule, expected):
+    ft = tiny_finetuner(schedule=schedule)
+    ft.build(["cat", "dog"])
+    spy = TrainableSpy(ft)
+    ft.fit(image_folder(), epochs=3, batch_size=8, callbacks=[spy], verbose=0)
+    assert [spy.seen[epoch] for epoch in range(3)] == expected
+
+
+def test_batchnorm_statistics_unchanged_while_backbone_partly_frozen(image_folder):
+    ft = tk.FineTuner(
+        "mobilenet",
+        weights=None,
+        input_shape=(32, 32, 3),
+        seed=0,
+        schedule=tk.GradualUnfreeze(max_blocks=3),
+    )
+    ft.build(["cat", "dog"])
+    statistics = {w.path: w.numpy().copy() for w in ft.backbone.weights if "moving" in w.path}
+    ft.fit(image_folder(), epochs=3, batch_size=8, verbose=0)
+    after = {w.path: w.numpy() for w in ft.backbone.weights if "moving" in w.path}
+    assert len(statistics) == 2 * 27  # every BatchNorm layer of MobileNet
+    assert all(np.array_equal(after[p], statistics[p]) for p in statistics)
+    # ...although the top blocks' convolutions were trainable by then.
+    assert ft.backbone.get_layer("conv_pw_13").trainable
+    assert not ft.backbone.get_layer("conv_pw_13_bn").trainable
+
+
+def test_unfrozen_blocks_train_and_frozen_ones_do_not(image_folder):
+    ft = tiny_finetuner(schedule=tk.GradualUnfreeze(max_blocks=1))
+    ft.build(["cat", "dog"])
+    before = {w.path: w.numpy().copy() for w in ft.backbone.weights}
+    ft.fit(image_folder(), epochs=2, batch_size=8, verbose=0)
+    changed = {
+        w.path for w in ft.backbone.weights if not np.array_equal(w.numpy(), before[w.path])
+    }
+    assert changed == {"block2_conv/kernel", "block2_conv/bias"}
+
+
+def test_train_bn_opts_into_updating_statistics(image_folder):
+    ft = tiny_finetuner(schedule=tk.NoFreeze(train_bn=True))
+    ft.build(["cat", "dog"])
+    before = ft.backbone.get_layer("block2_bn").moving_mean.numpy().copy()
+    ft.fit(image_folder(), epochs=1, batch_size=8, verbose=0)
+    assert not np.array_equal(ft.backbone.get_layer("block2_bn").moving_mean.numpy(), before)
+
+
+def test_learning_rate_each_group_receives(image_folder):
+    ft = tiny_finetuner(schedule=tk.NoFreeze(lr_mult=100))
+    ft.fit(image_folder(), epochs=1, batch_size=8, verbose=0)
+    optimizer = ft.model.optimizer
+    assert optimizer.multiplier_for("block1_conv/kernel") == pytest.approx(0.01)
+    assert optimizer.multiplier_for("block2_conv/kernel") == pytest.approx(0.1)
+    assert optimizer.multiplier_for("head/predictions/kernel") == 1.0
+
+
+def test_cached_head_training_matches_end_to_end(image_folder):
+    root = image_folder()
+    results = []
+    for cache in (True, False):
+        ft = tiny_finetuner(
+            schedule="freeze", augmentation=None, cache_features=cache, validation_split=0
+        )
+        ft.fit(root, epochs=3, batch_size=8, shuffle=False, verbose=0)
+        results.append([w.numpy() for w in ft.head.weights])
+    for cached, end_to_end in zip(*results, strict=True):
+        np.testing.assert_allclose(cached, end_to_end, rtol=1e-4, atol=1e-5)
+
+
+def test_a_second_fit_reuses_cached_features(image_folder, capfd):
+    root = image_folder()
+    ft = tiny_finetuner(schedule="freeze")
+    ft.fit(root, epochs=1, batch_size=8, verbose=0)
+    first = capfd.readouterr().err.count("computed")
+    ft.fit(root, epochs=1, batch_size=8, verbose=0)
+    assert first == 2 and capfd.readouterr().err.count("computed") == 0
+
+
+def test_save_and_load_give_identical_predictions(image_folder, tmp_path):
+    root = image_folder()
+    ft = tiny_finetuner()
+    ft.fit(root, epochs=2, batch_size=8, verbose=0)
+    path = tmp_path / "model.keras"
+    ft.save(path)
+    loaded = tk.load(path)
+    assert loaded.class_names == ["cat", "dog"]
+    pd.testing.assert_frame_equal(ft.predict(root / "cat"), loaded.predict(root / "cat"))
+    plain = keras.saving.load_model(path)  # no custom_objects needed
+    images = np.random.default_rng(0).uniform(0, 255, (3, 40, 30, 3)).astype("float32")
+    np.testing.assert_allclose(
+        plain.predict(images, verbose=0), ft.model.predict(images, verbose=0), rtol=1e-5, atol=1e-6
+    )
+    # A loaded FineTuner trains on.
+    assert len(loaded.fit(root, epochs=1, batch_size=8, verbose=0)) == 1
+
+
+def test_save_never_overwrites_unless_asked_and_is_atomic(image_folder, tmp_path, monkeypatch):
+    ft = tiny_finetuner()
+    ft.build(["cat", "dog"])
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"the user's precious file")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        ft.save(path)
+    assert path.read_bytes() == b"the user's precious file"
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ft.model, "save", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        ft.save(path, overwrite=True)
+    assert path.read_bytes() == b"the user's precious file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+    monkeypatch.undo()
+    ft.save(path, overwrite=True)
+    assert tk.load(path).class_names == ["cat", "dog"]
+
+
+def test_every_input_form_gives_the_same_predictions(image_folder):
+    from PIL import Image
+
+    root = image_folder()
+    ft = tiny_finetuner()
+    ft.fit(root, epochs=1, batch_size=8, verbose=0)
+    paths = sorted(str(p) for p in root.rglob("*.png"))
+    arrays = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
+    by_list = ft.predict(paths)
+    by_frame = ft.predict(pd.DataFrame({"path": paths}))
+    by_array = ft.predict(arrays)
+    for other in (by_frame, by_array):
+        np.testing.assert_allclose(other["prob_dog"], by_list["prob_dog"], rtol=1e-5, atol=1e-6)
+    assert "path" not in by_array.columns
+
+
+def test_evaluate_report(image_folder):
+    root = image_folder()
+    ft = tiny_finetuner(schedule=tk.Freeze(learning_rate=0.1))
+    ft.fit(root, epochs=3, batch_size=8, verbose=0)
+    report = ft.evaluate(root)
+    assert set(report.metrics) >= {"loss", "accuracy", "macro_precision", "macro_recall"}
+    assert report["num_images"] == 24
+    assert list(report.per_class.columns) == ["precision", "recall", "f1", "support"]
+    assert report.confusion_matrix.to_numpy().sum() == 24
+    assert list(report.confusion_matrix.index) == ["cat", "dog"]
+    accuracy = np.trace(report.confusion_matrix.to_numpy()) / 24
+    assert report["accuracy"] == pytest.approx(accuracy)
+
+
+def test_evaluate_rejects_a_label_training_never_saw(image_folder, tmp_path):
+    ft = tiny_finetuner()
+    ft.fit(image_folder(), epochs=1, batch_size=8, verbose=0)
+    other = image_folder(classes=("cat", "bird"), per_class=2, root=tmp_path / "other")
+    with pytest.raises(ValueError, match="bird"):
+        ft.evaluate(other)
+
+
+def test_num_classes_must_agree_with_the_data(image_folder):
+    ft = tiny_finetuner(num_classes=3)
+    with pytest.raises(ValueError, match=r"num_classes=3.*2 classes"):
+        ft.fit(image_folder(), epochs=1, verbose=0)
+
+
+def test_fit_on_arrays_and_seeded_repeatability():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (20, 16, 16, 3)).astype("float32")
+    labels = np.array([0, 1] * 10)
+    histories = []
+    for _ in range(2):
+        keras.utils.set_random_seed(3)  # the user's own backbone is initialised by the user
+        histories.append(
+            tiny_finetuner(seed=7).fit(images, labels, epochs=2, batch_size=4, verbose=0)
+        )
+    np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_classes": 1}, "num_classes=1"),
+        ({"backbone": "resnet5O"}, "resnet5O"),
+        ({"schedule": "sometimes"}, "Unknown schedule"),
+        ({"optimizer": "lion"}, "Unknown optimizer"),
+        ({"augmentation": "mixup"}, "augmentation='mixup'"),
+        ({"validation_split": 1.5}, "validation_split=1.5"),
+        ({"input_shape": (32, 32)}, "input_shape"),
+        ({"augment_copies": 0}, "augment_copies=0"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tk.FineTuner(**{"weights": None, **kwargs})
+
+
+def test_unbuilt_finetuner_says_what_to_do():
+    ft = tk.FineTuner("mobilenet", weights=None)
+    with pytest.raises(ValueError, match="call fit"):
+        ft.predict(np.zeros((1, 8, 8, 3)))
+    with pytest.raises(ValueError, match="number of classes"):
+        ft.build()
+
+
+def test_gradual_unfreeze_past_the_backbone_depth(image_folder):
+    ft = tiny_finetuner(schedule=tk.GradualUnfreeze(unfreeze_at=[1], blocks_per_step=5))
+    with pytest.raises(ValueError, match="unfreezes 5 blocks, but backbone 'tiny' has only 2"):
+        ft.fit(image_folder(), epochs=2, batch_size=8, verbose=0)

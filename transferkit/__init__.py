@@ -1,0 +1,38 @@
+"""transferkit: fine-tune any Keras Applications backbone into an image classifier.
+
+```python
+import transferkit as tk
+ft = tk.FineTuner("resnet50", num_classes=2)
+ft.fit("data/train", epochs=5)
+ft.predict(["cat.jpg", "dog.jpg"])   # a pandas DataFrame
+```
+"""
+
+from transferkit import backbones, data, heads, layers, offline, optimizers, schedules
+from transferkit.backbones import build_backbone, list_backbones
+from transferkit.finetuner import EvaluationReport, FineTuner, load
+from transferkit.heads import ClassificationHead
+from transferkit.schedules import Freeze, FreezeUnfreeze, GradualUnfreeze, NoFreeze, Schedule
+from transferkit.version import __version__
+
+__all__ = [
+    "__version__",
+    "FineTuner",
+    "load",
+    "EvaluationReport",
+    "ClassificationHead",
+    "Schedule",
+    "NoFreeze",
+    "Freeze",
+    "FreezeUnfreeze",
+    "GradualUnfreeze",
+    "build_backbone",
+    "list_backbones",
+    "backbones",
+    "data",
+    "heads",
+    "layers",
+    "offline",
+    "optimizers",
+    "schedules",
+]

@@ -1,0 +1,6 @@
+"""The FineTuner and everything it returns."""
+
+from transferkit.finetuner.finetuner import FineTuner, load
+from transferkit.finetuner.reports import EvaluationReport
+
+__all__ = ["FineTuner", "load", "EvaluationReport"]

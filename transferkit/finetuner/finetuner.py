@@ -1,0 +1,615 @@
+"""The FineTuner: a pretrained backbone fine-tuned into an image classifier."""
+
+import math
+import os
+
+import keras
+import numpy as np
+import pandas as pd
+
+from transferkit import schedules as schedules_module
+from transferkit.backbones import build_backbone, get_backbone_spec
+from transferkit.data import ImageSource, as_image_source, make_dataset, stratified_split
+from transferkit.features import extract_features, model_fingerprint, source_fingerprint
+from transferkit.finetuner.freezing import apply_phase, describe_phase
+from transferkit.finetuner.model import HEAD_NAME, build_classifier, classifier_parts
+from transferkit.finetuner.reports import (
+    EvaluationReport,
+    HistoryRecorder,
+    evaluation_report,
+    history_frame,
+    predictions_frame,
+)
+from transferkit.heads import ClassificationHead
+from transferkit.optimizers import get_optimizer
+from transferkit.utils.files import atomic_path
+from transferkit.utils.log import logger
+
+AUGMENTATIONS = ("flip", "none")
+
+
+def _augmentation_layer(augmentation, seed):
+    """Builds the augmentation applied to training batches (outside the saved model)."""
+    if augmentation is None or augmentation == "none":
+        return None
+    if augmentation == "flip":
+        return keras.layers.RandomFlip("horizontal", seed=seed)
+    if isinstance(augmentation, keras.layers.Layer):
+        return augmentation
+    if isinstance(augmentation, (list, tuple)) and all(
+        isinstance(layer, keras.layers.Layer) for layer in augmentation
+    ):
+        return keras.Sequential(list(augmentation))
+    raise ValueError(
+        f"`augmentation` must be one of {list(AUGMENTATIONS)}, None, a keras Layer or a list of "
+        f"keras Layers. Received: augmentation={augmentation!r}"
+    )
+
+
+def _augmentation_key(augmentation):
+    # Layer names differ between otherwise identical layers (`random_flip_1`, `_2`).
+    config = {key: value for key, value in augmentation.get_config().items() if key != "name"}
+    return f"{type(augmentation).__name__}{config}"
+
+
+class FineTuner:
+    """Fine-tunes a pretrained backbone into an image classifier.
+
+    The model takes raw RGB images (values 0-255, any size): it resizes them and
+    applies the backbone's own preprocessing, so predictions and saved models
+    need no separate preprocessing step. Training follows a `Schedule`; the
+    default warms the head up on a frozen backbone (training it on cached
+    backbone features), then unfreezes the backbone at discriminative learning
+    rates with BatchNorm kept in inference mode.
+
+    As with scikit-learn estimators, the constructor only stores its arguments:
+    the model is built by the first `fit` (or by `build()`), when the classes
+    are known.
+
+    Args:
+        backbone: str or `keras.Model`. A name from
+            `transferkit.backbones.list_backbones()` (such as `"resnet50"`,
+            `"mobilenet"`, `"efficientnetv2b0"`) or your own feature extractor.
+            Defaults to `"resnet50"`.
+        num_classes: int or None. Number of classes; `None` takes it from the
+            training data. When given, the data must agree. Defaults to `None`.
+        weights: str, path or None. `"imagenet"` (Keras's own download and
+            cache), `None` (random initialisation) or the path to a weights file
+            for the backbone without its top. Defaults to `"imagenet"`.
+        head: `ClassificationHead` or None. The head's settings (pooling, dense
+            blocks, dropout); its `num_classes` is filled in from the data.
+            Defaults to `ClassificationHead()`.
+        input_shape: tuple or int or None. The backbone's input size, as
+            `(height, width, 3)` or one int for a square. Images of any size are
+            resized to it. Defaults to the backbone's default size.
+        schedule: str or `Schedule`. Which part of the backbone trains when:
+            `"freeze_unfreeze"`, `"freeze"`, `"gradual_unfreeze"`,
+            `"no_freeze"` or a `transferkit.schedules.Schedule`. Defaults to
+            `"freeze_unfreeze"`.
+        optimizer: str. `"adam"`, `"adamw"` or `"sgd"` (each with per-layer
+            learning-rate multipliers). Defaults to `"adam"`.
+        augmentation: str, layer or None. Random augmentation of training
+            batches: `"flip"` (horizontal flips), `None`, or Keras
+            preprocessing layers. Defaults to `"flip"`.
+        augment_copies: int. Views of each training image kept in the feature
+            cache (the plain image plus `augment_copies - 1` augmented ones).
+            Defaults to `2`.
+        cache_features: bool. Whether frozen phases train the head on features
+            computed once rather than running the backbone in every epoch.
+            Defaults to `True`.
+        validation_split: float. Fraction of the training data held out
+            (stratified, seeded) when `fit` gets no `validation_data`; `0`
+            disables it. Defaults to `0.2`.
+        path_column: str. Column of file paths in a DataFrame. Defaults to
+            `"path"`.
+        label_column: str. Column of labels in a DataFrame. Defaults to
+            `"label"`.
+        seed: int or None. Makes the split, shuffling, augmentation and
+            initialisation repeatable. Defaults to `None`.
+
+    Example:
+
+    ```python
+    import transferkit as tk
+    ft = tk.FineTuner("resnet50", num_classes=2)
+    ft.fit("data/train", epochs=5)
+    ft.predict(["cat.jpg", "dog.jpg"])   # a pandas DataFrame
+    ```
+    """
+
+    def __init__(
+        self,
+        backbone: str | keras.Model = "resnet50",
+        num_classes: int | None = None,
+        *,
+        weights: str | os.PathLike | None = "imagenet",
+        head: ClassificationHead | None = None,
+        input_shape: tuple[int, int, int] | int | None = None,
+        schedule: str | schedules_module.Schedule = "freeze_unfreeze",
+        optimizer: str = "adam",
+        augmentation="flip",
+        augment_copies: int = 2,
+        cache_features: bool = True,
+        validation_split: float = 0.2,
+        path_column: str = "path",
+        label_column: str = "label",
+        seed: int | None = None,
+    ):
+        if num_classes is not None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
+        ):
+            raise ValueError(
+                "`num_classes` must be an integer >= 2, or None to take it from the data. "
+                f"Received: num_classes={num_classes!r}"
+            )
+        if head is not None and not isinstance(head, ClassificationHead):
+            raise ValueError(
+                f"`head` must be a transferkit.heads.ClassificationHead. Received: head={head!r}"
+            )
+        if isinstance(input_shape, int):
+            input_shape = (input_shape, input_shape, 3)
+        if input_shape is not None and (len(input_shape) != 3 or input_shape[-1] != 3):
+            raise ValueError(
+                "`input_shape` must be (height, width, 3) or a single int. "
+                f"Received: input_shape={input_shape!r}"
+            )
+        if not 0 <= validation_split < 1:
+            raise ValueError(
+                "`validation_split` must be in [0, 1). "
+                f"Received: validation_split={validation_split}"
+            )
+        if (
+            isinstance(augment_copies, bool)
+            or not isinstance(augment_copies, int)
+            or augment_copies < 1
+        ):
+            raise ValueError(
+                "`augment_copies` must be an integer >= 1. "
+                f"Received: augment_copies={augment_copies!r}"
+            )
+        _augmentation_layer(augmentation, seed)  # validates early
+        schedules_module.get(schedule)
+        get_optimizer(optimizer, 1e-3)
+        if isinstance(backbone, str):
+            get_backbone_spec(backbone)
+
+        self.backbone_name = backbone if isinstance(backbone, str) else backbone.name
+        self._backbone_arg = backbone
+        self.num_classes = num_classes
+        self.weights = weights
+        self.head_config = head if head is not None else ClassificationHead()
+        self.input_shape = None if input_shape is None else tuple(input_shape)
+        self.schedule = schedule
+        self.optimizer = optimizer
+        self.augmentation = augmentation
+        self.augment_copies = augment_copies
+        self.cache_features = cache_features
+        self.validation_split = validation_split
+        self.path_column = path_column
+        self.label_column = label_column
+        self.seed = seed
+
+        self.model = None
+        self.history = None
+        self.skipped = pd.DataFrame(columns=["path", "reason"])
+        self._feature_cache = {}
+
+    # === Building ===
+    @property
+    def built(self) -> bool:
+        return self.model is not None
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The classes the model predicts, in output order (None before building)."""
+        return None if self.model is None else self.head.labels
+
+    @property
+    def head(self) -> ClassificationHead:
+        self._require_built("head")
+        return self.model.get_layer(HEAD_NAME)
+
+    @property
+    def backbone(self) -> keras.Model:
+        self._require_built("backbone")
+        return classifier_parts(self.model)[1]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """The (height, width) images are resized to."""
+        if self.model is not None:
+            return tuple(classifier_parts(self.model)[0].image_size)
+        if self.input_shape is not None:
+            return tuple(self.input_shape[:2])
+        size = get_backbone_spec(self.backbone_name).default_size
+        return (size, size)
+
+    def build(self, class_names: list[str] | None = None) -> keras.Model:
+        """Builds the model (the first `fit` does this for you).
+
+        Args:
+            class_names: list of str or None. The classes, in output order.
+                Defaults to `"0"`, `"1"`, ... for `num_classes` classes.
+
+        Returns:
+            The `keras.Model`.
+        """
+        if class_names is None:
+            if self.num_classes is None:
+                raise ValueError(
+                    "Cannot build before the number of classes is known: pass num_classes= "
+                    "to FineTuner, class_names= to build(), or call fit() with data."
+                )
+            class_names = [str(index) for index in range(self.num_classes)]
+        if self.num_classes is not None and len(class_names) != self.num_classes:
+            raise ValueError(
+                f"FineTuner(num_classes={self.num_classes}) but the data has "
+                f"{len(class_names)} classes: {list(class_names)}. Fix num_classes (or pass "
+                "None to take it from the data) or the data."
+            )
+        if self.seed is not None:
+            keras.utils.set_random_seed(self.seed)
+        backbone, spec = build_backbone(
+            self._backbone_arg, weights=self.weights, input_shape=self.input_shape
+        )
+        config = self.head_config.get_config()
+        config.update(num_classes=len(class_names), class_names=list(class_names), name=HEAD_NAME)
+        head = ClassificationHead.from_config(config)
+        image_size = tuple(backbone.input_shape[1:3])
+        if None in image_size:
+            image_size = self.image_size
+        self.model = build_classifier(backbone, spec.name, spec.preprocessing, image_size, head)
+        backbone.trainable = False
+        logger.info(
+            f"built {spec.name} ({backbone.count_params():,} parameters, input "
+            f"{image_size[0]}x{image_size[1]}, preprocessing {spec.preprocessing!r}) with a "
+            f"{len(class_names)}-class head {list(class_names)}"
+        )
+        return self.model
+
+    def _require_built(self, what):
+        if self.model is None:
+            raise ValueError(f"The FineTuner has no {what} yet: call fit() or build() first.")
+
+    # === Data ===
+    def _source(self, data, labels=None, *, class_names=None, require_labels=True) -> ImageSource:
+        source = as_image_source(
+            data,
+            labels,
+            class_names=class_names,
+            path_column=self.path_column,
+            label_column=self.label_column,
+            require_labels=require_labels,
+        )
+        if len(source.skipped):
+            self.skipped = pd.concat([self.skipped, source.skipped], ignore_index=True)
+        return source
+
+    # === Training ===
+    def fit(
+        self,
+        data,
+        labels=None,
+        *,
+        validation_data=None,
+        epochs: int = 5,
+        batch_size: int = 32,
+        callbacks: list | None = None,
+        schedule=None,
+        class_weight: dict | None = None,
+        shuffle: bool = True,
+        verbose="auto",
+    ) -> pd.DataFrame:
+        """Fine-tunes on `data` following the schedule.
+
+        Args:
+            data: The training images: a folder with one sub-folder per class, a
+                DataFrame with path and label columns, a list of paths (with
+                `labels`), an array `(N, H, W, 3)` (with `labels`), an
+                `(images, labels)` tuple or a `tf.data.Dataset`.
+            labels: array-like or None. Labels for a list of paths or an array.
+            validation_data: Held-out data in any of the same forms. `None`
+                holds out `validation_split` of `data`. Defaults to `None`.
+            epochs: int. Epochs of the whole run, all phases together.
+                Defaults to `5`.
+            batch_size: int. Defaults to `32`.
+            callbacks: list of `keras.callbacks.Callback` or None. Your own
+                callbacks, called in every phase. Defaults to `None`.
+            schedule: str, `Schedule` or None. Overrides the FineTuner's
+                schedule for this run. Defaults to `None`.
+            class_weight: dict or None. Class index -> weight, as in Keras.
+            shuffle: bool. Whether to shuffle the training data each epoch.
+                Defaults to `True`.
+            verbose: "auto", 0, 1 or 2. Keras's progress output.
+
+        Returns:
+            A `pandas.DataFrame` with one row per epoch: `epoch`, `phase`,
+            `learning_rate`, `loss`, `accuracy`, `val_loss`, `val_accuracy`
+            and `seconds`. It is also kept as `self.history`.
+        """
+        schedule = schedules_module.get(schedule if schedule is not None else self.schedule)
+        phases = schedule.plan(epochs)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be an integer >= 1. Received: {batch_size!r}")
+        if self.seed is not None:
+            keras.utils.set_random_seed(self.seed)
+
+        known = self.class_names if self.built and self._classes_from_data else None
+        source = self._source(data, labels, class_names=known)
+        if source.class_names is not None and len(source.class_names) < 2:
+            raise ValueError(
+                f"Training needs at least 2 classes; the data has {source.class_names}."
+            )
+        if validation_data is not None:
+            train = source
+            validation = self._source(validation_data, class_names=source.class_names)
+        elif self.validation_split and source.dataset is None:
+            train, validation = stratified_split(source, self.validation_split, seed=self.seed)
+        else:
+            train, validation = source, None
+
+        if not self.built:
+            self.build(source.class_names)
+            self._classes_from_data = source.class_names is not None
+        elif source.class_names is not None and list(source.class_names) != self.class_names:
+            raise ValueError(
+                f"The data's classes {source.class_names} differ from the model's "
+                f"{self.class_names}."
+            )
+
+        rows = []
+        augmentation = _augmentation_layer(self.augmentation, self.seed)
+        for phase in phases:
+            change = apply_phase(self.backbone, phase, schedule)
+            logger.info(describe_phase(phase, change, self.backbone_name, schedule.train_bn))
+            cached = phase.frozen and self.cache_features and train.dataset is None
+            run = self._fit_cached if cached else self._fit_end_to_end
+            run(
+                phase=phase,
+                schedule=schedule,
+                change=change,
+                train=train,
+                validation=validation,
+                batch_size=batch_size,
+                callbacks=list(callbacks or []) + [HistoryRecorder(phase.name, rows)],
+                class_weight=class_weight,
+                shuffle=shuffle,
+                augmentation=augmentation,
+                verbose=verbose,
+            )
+            if getattr(self.model, "stop_training", False):
+                logger.info(f"a callback stopped training in phase {phase.name!r}")
+                break
+        self.history = history_frame(rows)
+        return self.history
+
+    _classes_from_data = False
+
+    def _compile(self, model, phase, schedule, change, steps_per_epoch):
+        learning_rate = schedule.learning_rate_schedule(phase, steps_per_epoch)
+        optimizer = get_optimizer(self.optimizer, learning_rate, change["lr_multipliers"])
+        model.compile(optimizer=optimizer, loss=self.head.default_loss(), metrics=["accuracy"])
+
+    def _fit_end_to_end(
+        self,
+        phase,
+        schedule,
+        change,
+        train,
+        validation,
+        batch_size,
+        callbacks,
+        class_weight,
+        shuffle,
+        augmentation,
+        verbose,
+    ):
+        dataset = make_dataset(
+            train,
+            self.image_size,
+            batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            augmentation=augmentation,
+        )
+        validation_dataset = (
+            None if validation is None else make_dataset(validation, self.image_size, batch_size)
+        )
+        steps = _steps(train, batch_size, dataset)
+        self._compile(self.model, phase, schedule, change, steps)
+        self.model.fit(
+            dataset,
+            validation_data=validation_dataset,
+            initial_epoch=phase.start_epoch,
+            epochs=phase.end_epoch,
+            callbacks=callbacks,
+            class_weight=class_weight,
+            # The dataset is already shuffled (seeded) by make_dataset.
+            shuffle=False,
+            verbose=verbose,
+        )
+
+    def _fit_cached(
+        self,
+        phase,
+        schedule,
+        change,
+        train,
+        validation,
+        batch_size,
+        callbacks,
+        class_weight,
+        shuffle,
+        augmentation,
+        verbose,
+    ):
+        views = self.augment_copies if augmentation is not None else 1
+        progress = 0 if verbose == 0 else 1
+        features, labels = self._features(train, batch_size, augmentation, views, progress)
+        validation_data = None
+        if validation is not None:
+            validation_data = self._features(validation, batch_size, None, 1)
+        head_input = keras.Input(shape=features.shape[1:], name="features")
+        head_model = keras.Model(head_input, self.head.classify(head_input), name="head_only")
+        self._compile(head_model, phase, schedule, change, math.ceil(len(features) / batch_size))
+        head_model.fit(
+            features,
+            labels,
+            batch_size=batch_size,
+            validation_data=validation_data,
+            initial_epoch=phase.start_epoch,
+            epochs=phase.end_epoch,
+            callbacks=callbacks,
+            class_weight=class_weight,
+            shuffle=shuffle,
+            verbose=verbose,
+        )
+        self.model.stop_training = head_model.stop_training
+
+    def _features(self, source, batch_size, augmentation, views, verbose=0):
+        key = (
+            source_fingerprint(source),
+            model_fingerprint(self.backbone),
+            self.image_size,
+            views,
+            None if augmentation is None else _augmentation_key(augmentation),
+            self.seed,
+        )
+        if key not in self._feature_cache:
+            feature_model = self._feature_model()
+            self._feature_cache[key] = extract_features(
+                feature_model,
+                source,
+                self.image_size,
+                batch_size,
+                augmentation,
+                views,
+                self.seed,
+                verbose=verbose,
+            )
+        return self._feature_cache[key]
+
+    def _feature_model(self):
+        preprocessing, backbone, head, _ = classifier_parts(self.model)
+        inputs = keras.Input(shape=(*self.image_size, 3))
+        pooled = head.pool(backbone(preprocessing(inputs), training=False))
+        return keras.Model(inputs, pooled, name="features")
+
+    # === Inference ===
+    def predict(self, images, batch_size: int = 32) -> pd.DataFrame:
+        """Predicts the class of each image.
+
+        Args:
+            images: A path, a list of paths, a folder, a DataFrame with a path
+                column, an array `(N, H, W, 3)` of values 0-255, or a
+                `tf.data.Dataset` of images.
+            batch_size: int. Defaults to `32`.
+
+        Returns:
+            A `pandas.DataFrame` with one row per usable image: `path` (when the
+            images came from files), `label`, `probability`, and one
+            `prob_<class>` column per class. Unreadable files are left out,
+            reported in the log and listed in `self.skipped`.
+        """
+        self._require_built("model")
+        source = self._source(images, require_labels=False)
+        probabilities = self._probabilities(source, batch_size)
+        return predictions_frame(probabilities, self.class_names, source.identifiers)
+
+    def evaluate(self, data, labels=None, batch_size: int = 32) -> EvaluationReport:
+        """Measures the model on labelled data.
+
+        Args:
+            data: Labelled images in any form `fit` accepts.
+            labels: array-like or None. Labels for a list of paths or an array.
+            batch_size: int. Defaults to `32`.
+
+        Returns:
+            An `EvaluationReport`: `metrics` (loss, accuracy, macro precision,
+            recall and F1), `per_class` precision and recall, the
+            `confusion_matrix` and the `predictions`, all pandas.
+
+        Raises:
+            ValueError: if the data has a label the model was never trained on.
+        """
+        self._require_built("model")
+        source = self._source(data, labels, class_names=self.class_names)
+        probabilities = self._probabilities(source, batch_size)
+        source_labels = source.labels
+        if source_labels is None and source.dataset is not None:
+            # make_dataset turns one-hot and (batch, 1) labels into class indices.
+            labelled = make_dataset(source, self.image_size, batch_size)
+            source_labels = np.concatenate([np.asarray(y) for _, y in labelled])
+        return evaluation_report(
+            probabilities, source_labels, self.class_names, source.identifiers
+        )
+
+    def _probabilities(self, source, batch_size):
+        dataset = make_dataset(source, self.image_size, batch_size, include_labels=False)
+        outputs = self.model.predict(dataset, verbose=0)
+        return self.head.probabilities(outputs)
+
+    # === Saving ===
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+        """Saves the model (with its preprocessing and class names) to a `.keras` file.
+
+        The file is written beside its destination and renamed onto it only once
+        complete, so a crash mid-save leaves an existing file intact.
+
+        Args:
+            path: str or path. Must end in `.keras`.
+            overwrite: bool. Whether to replace an existing file. Defaults to
+                `False`.
+
+        Raises:
+            FileExistsError: if `path` exists and `overwrite` is `False`.
+        """
+        self._require_built("model")
+        if not str(path).endswith(".keras"):
+            raise ValueError(f"The path must end in '.keras'. Received: path={str(path)!r}")
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            self.model.save(tmp)
+        logger.info(f"saved {path}")
+
+    @classmethod
+    def from_model(cls, model: keras.Model) -> "FineTuner":
+        """Wraps a classifier built by transferkit (for example a loaded one)."""
+        preprocessing, backbone, head, backbone_name = classifier_parts(model)
+        head_config = head.get_config()
+        head_config.update(num_classes=None, class_names=None)
+        head_config.pop("name", None)
+        finetuner = cls.__new__(cls)
+        finetuner.__init__(
+            backbone=backbone,
+            num_classes=head.num_classes,
+            weights=None,
+            head=ClassificationHead.from_config(head_config),
+            input_shape=(*preprocessing.image_size, 3),
+        )
+        finetuner.backbone_name = backbone_name
+        finetuner.model = model
+        finetuner._classes_from_data = head.class_names is not None
+        return finetuner
+
+
+def _steps(source, batch_size, dataset):
+    try:
+        return math.ceil(len(source) / batch_size)
+    except TypeError:
+        cardinality = int(dataset.cardinality())
+        return max(1, cardinality)
+
+
+def load(path: str | os.PathLike) -> FineTuner:
+    """Loads a model saved by `FineTuner.save` as a `FineTuner`.
+
+    Plain `keras.saving.load_model(path)` works too once transferkit is
+    imported; this also restores the class names and settings around it.
+
+    Raises:
+        FileNotFoundError: if there is no file at `path`.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No saved model at {path!r}.")
+    model = keras.saving.load_model(path)
+    return FineTuner.from_model(model)
