@@ -10,7 +10,13 @@ import pandas as pd
 from transferkit import schedules as schedules_module
 from transferkit.backbones import build_backbone, get_backbone_spec
 from transferkit.data import ImageSource, as_image_source, make_dataset, stratified_split
-from transferkit.features import extract_features, model_fingerprint, source_fingerprint
+from transferkit.features import (
+    FeatureCache,
+    default_cache,
+    extract_features,
+    model_fingerprint,
+    source_fingerprint,
+)
 from transferkit.finetuner.freezing import apply_phase, describe_phase
 from transferkit.finetuner.model import HEAD_NAME, build_classifier, classifier_parts
 from transferkit.finetuner.reports import (
@@ -94,8 +100,11 @@ class FineTuner:
         augment_copies: int. Views of each training image kept in the feature
             cache (the plain image plus `augment_copies - 1` augmented ones).
             Defaults to `2`.
-        cache_features: bool. Whether frozen phases train the head on features
-            computed once rather than running the backbone in every epoch.
+        cache_features: bool or `FeatureCache`. Whether frozen phases train the
+            head on features computed once rather than running the backbone in
+            every epoch. `True` uses the cache shared by the whole process
+            (`transferkit.features.default_cache()`: in memory up to 4 GiB, then
+            on disk); pass a `FeatureCache` to choose its folder and budget.
             Defaults to `True`.
         validation_split: float. Fraction of the training data held out
             (stratified, seeded) when `fit` gets no `validation_data`; `0`
@@ -129,7 +138,7 @@ class FineTuner:
         optimizer: str = "adam",
         augmentation="flip",
         augment_copies: int = 2,
-        cache_features: bool = True,
+        cache_features: "bool | FeatureCache" = True,
         validation_split: float = 0.2,
         path_column: str = "path",
         label_column: str = "label",
@@ -192,7 +201,6 @@ class FineTuner:
         self.model = None
         self.history = None
         self.skipped = pd.DataFrame(columns=["path", "reason"])
-        self._feature_cache = {}
 
     # === Building ===
     @property
@@ -467,7 +475,8 @@ class FineTuner:
         self.model.stop_training = head_model.stop_training
 
     def _features(self, source, batch_size, augmentation, views, verbose=0):
-        key = (
+        cache = self._cache()
+        key = cache.make_key(
             source_fingerprint(source),
             model_fingerprint(self.backbone),
             self.image_size,
@@ -475,10 +484,10 @@ class FineTuner:
             None if augmentation is None else _augmentation_key(augmentation),
             self.seed,
         )
-        if key not in self._feature_cache:
-            feature_model = self._feature_model()
-            self._feature_cache[key] = extract_features(
-                feature_model,
+        entry = cache.get(key)
+        if entry is None:
+            features, labels = extract_features(
+                self._feature_model(),
                 source,
                 self.image_size,
                 batch_size,
@@ -487,7 +496,13 @@ class FineTuner:
                 self.seed,
                 verbose=verbose,
             )
-        return self._feature_cache[key]
+            entry = cache.put(key, features, labels)
+        return entry
+
+    def _cache(self) -> FeatureCache:
+        if isinstance(self.cache_features, FeatureCache):
+            return self.cache_features
+        return default_cache()
 
     def _feature_model(self):
         preprocessing, backbone, head, _ = classifier_parts(self.model)

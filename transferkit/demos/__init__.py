@@ -1,0 +1,1 @@
+"""Runnable demonstrations; `cats_vs_dogs` is the reference example."""
