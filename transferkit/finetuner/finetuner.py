@@ -35,17 +35,24 @@ AUGMENTATIONS = ("flip", "none")
 
 
 def _augmentation_layer(augmentation, seed):
-    """Builds the augmentation applied to training batches (outside the saved model)."""
+    """Builds a fresh augmentation layer for training batches (kept out of the saved model).
+
+    Fresh each time, from its config, so that its random state starts from `seed` in
+    every phase: whether the feature cache was hit (and skipped drawing augmented
+    views) must not change what the next phase sees.
+    """
     if augmentation is None or augmentation == "none":
         return None
     if augmentation == "flip":
         return keras.layers.RandomFlip("horizontal", seed=seed)
     if isinstance(augmentation, keras.layers.Layer):
-        return augmentation
+        return augmentation.__class__.from_config(augmentation.get_config())
     if isinstance(augmentation, (list, tuple)) and all(
         isinstance(layer, keras.layers.Layer) for layer in augmentation
     ):
-        return keras.Sequential(list(augmentation))
+        return keras.Sequential(
+            [layer.__class__.from_config(layer.get_config()) for layer in augmentation]
+        )
     raise ValueError(
         f"`augmentation` must be one of {list(AUGMENTATIONS)}, None, a keras Layer or a list of "
         f"keras Layers. Received: augmentation={augmentation!r}"
@@ -366,12 +373,15 @@ class FineTuner:
             )
 
         rows = []
-        augmentation = _augmentation_layer(self.augmentation, self.seed)
         for phase in phases:
             change = apply_phase(self.backbone, phase, schedule)
             logger.info(describe_phase(phase, change, self.backbone_name, schedule.train_bn))
             cached = phase.frozen and self.cache_features and train.dataset is None
             run = self._fit_cached if cached else self._fit_end_to_end
+            if self.seed is not None:
+                # Reseed per phase: a cache hit skips the work that would otherwise
+                # have consumed random numbers, and must not change the result.
+                keras.utils.set_random_seed(self.seed + phase.start_epoch)
             run(
                 phase=phase,
                 schedule=schedule,
@@ -382,7 +392,7 @@ class FineTuner:
                 callbacks=list(callbacks or []) + [HistoryRecorder(phase.name, rows)],
                 class_weight=class_weight,
                 shuffle=shuffle,
-                augmentation=augmentation,
+                augmentation=_augmentation_layer(self.augmentation, self.seed),
                 verbose=verbose,
             )
             if getattr(self.model, "stop_training", False):
