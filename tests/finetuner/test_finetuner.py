@@ -309,3 +309,20 @@ def test_gradual_unfreeze_past_the_backbone_depth(image_folder):
     ft = tiny_finetuner(schedule=tk.GradualUnfreeze(unfreeze_at=[1], blocks_per_step=5))
     with pytest.raises(ValueError, match="unfreezes 5 blocks, but backbone 'tiny' has only 2"):
         ft.fit(image_folder(), epochs=2, batch_size=8, verbose=0)
+
+
+def test_find_lr_suggests_a_rate_and_leaves_the_model_unchanged(image_folder):
+    root = image_folder()
+    ft = tiny_finetuner()
+    ft.build(["cat", "dog"])
+    before = [w.numpy().copy() for w in ft.model.weights]
+    result = ft.find_lr(root, steps=60, end_learning_rate=1e4, batch_size=8)
+    assert list(result.frame.columns) == ["learning_rate", "loss", "smoothed_loss"]
+    rates = result.frame["learning_rate"].to_numpy()
+    assert rates[0] == pytest.approx(1e-7) and (np.diff(rates) > 0).all()
+    assert rates[0] < result.suggestion < rates[-1]
+    assert all(np.array_equal(w.numpy(), b) for w, b in zip(ft.model.weights, before, strict=True))
+    figure = result.plot()
+    assert figure.axes[0].get_xscale() == "log"
+    with pytest.raises(ValueError, match="start_learning_rate < end_learning_rate"):
+        ft.find_lr(root, start_learning_rate=1.0, end_learning_rate=0.1)

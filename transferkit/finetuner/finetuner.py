@@ -17,7 +17,9 @@ from transferkit.features import (
     model_fingerprint,
     source_fingerprint,
 )
+from transferkit.finetuner.checkpoint import RunCheckpoint, check_same_run, read_state
 from transferkit.finetuner.freezing import apply_phase, describe_phase
+from transferkit.finetuner.lr_finder import LRFinderResult, find_learning_rate
 from transferkit.finetuner.model import HEAD_NAME, build_classifier, classifier_parts
 from transferkit.finetuner.reports import (
     EvaluationReport,
@@ -313,6 +315,7 @@ class FineTuner:
         schedule=None,
         class_weight: dict | None = None,
         shuffle: bool = True,
+        checkpoint_dir: str | os.PathLike | None = None,
         verbose="auto",
     ) -> pd.DataFrame:
         """Fine-tunes on `data` following the schedule.
@@ -335,7 +338,20 @@ class FineTuner:
             class_weight: dict or None. Class index -> weight, as in Keras.
             shuffle: bool. Whether to shuffle the training data each epoch.
                 Defaults to `True`.
+            checkpoint_dir: str, path or None. Save the full model and the
+                schedule's state here after every epoch. If the folder already
+                holds the checkpoint of an interrupted run with the same
+                `epochs` and schedule, the run resumes from it at the right
+                phase and epoch. Defaults to `None`.
             verbose: "auto", 0, 1 or 2. Keras's progress output.
+
+        Note:
+            Phases run as separate Keras `fit` calls, so your callbacks are
+            reset at each phase (as Keras resets them at each `fit`): an
+            `EarlyStopping` ends the phase it stops, and the next phase starts.
+            In a frozen phase trained on cached features, Keras trains (and
+            your callbacks see) the head alone; use `checkpoint_dir` to save
+            the full model.
 
         Returns:
             A `pandas.DataFrame` with one row per epoch: `epoch`, `phase`,
@@ -349,6 +365,22 @@ class FineTuner:
         if self.seed is not None:
             keras.utils.set_random_seed(self.seed)
 
+        # === Resuming ===
+        schedule_config = keras.saving.serialize_keras_object(schedule)
+        state = read_state(checkpoint_dir) if checkpoint_dir is not None else None
+        split_seed = self.seed
+        if state is not None:
+            check_same_run(state, checkpoint_dir, epochs, schedule_config)
+            split_seed = state["split_seed"]
+            self.model = keras.saving.load_model(state["model_path"])
+            self._classes_from_data = self.head.class_names is not None
+            logger.info(
+                f"resuming from {checkpoint_dir}: {state['epochs_done']}/{epochs} epochs done"
+            )
+        elif checkpoint_dir is not None and split_seed is None:
+            # The validation split must be the same when the run resumes.
+            split_seed = int(np.random.default_rng().integers(2**31))
+
         known = self.class_names if self.built and self._classes_from_data else None
         source = self._source(data, labels, class_names=known)
         if source.class_names is not None and len(source.class_names) < 2:
@@ -359,7 +391,7 @@ class FineTuner:
             train = source
             validation = self._source(validation_data, class_names=source.class_names)
         elif self.validation_split and source.dataset is None:
-            train, validation = stratified_split(source, self.validation_split, seed=self.seed)
+            train, validation = stratified_split(source, self.validation_split, seed=split_seed)
         else:
             train, validation = source, None
 
@@ -372,8 +404,16 @@ class FineTuner:
                 f"{self.class_names}."
             )
 
-        rows = []
+        rows = list(state["history"]) if state else []
+        done = state["epochs_done"] if state else 0
+        extra_callbacks = [HistoryRecorder(None, rows)]
+        if checkpoint_dir is not None:
+            run_state = {"epochs": epochs, "schedule": schedule_config, "split_seed": split_seed}
+            extra_callbacks.append(RunCheckpoint(self, checkpoint_dir, run_state, rows))
         for phase in phases:
+            if phase.end_epoch <= done:
+                continue
+            extra_callbacks[0].phase_name = phase.name
             change = apply_phase(self.backbone, phase, schedule)
             logger.info(describe_phase(phase, change, self.backbone_name, schedule.train_bn))
             cached = phase.frozen and self.cache_features and train.dataset is None
@@ -389,24 +429,29 @@ class FineTuner:
                 train=train,
                 validation=validation,
                 batch_size=batch_size,
-                callbacks=list(callbacks or []) + [HistoryRecorder(phase.name, rows)],
+                callbacks=list(callbacks or []) + extra_callbacks,
+                initial_epoch=max(phase.start_epoch, done),
                 class_weight=class_weight,
                 shuffle=shuffle,
                 augmentation=_augmentation_layer(self.augmentation, self.seed),
                 verbose=verbose,
             )
             if getattr(self.model, "stop_training", False):
-                logger.info(f"a callback stopped training in phase {phase.name!r}")
-                break
+                logger.info(f"a callback ended phase {phase.name!r} early")
+                self.model.stop_training = False
         self.history = history_frame(rows)
         return self.history
 
     _classes_from_data = False
 
-    def _compile(self, model, phase, schedule, change, steps_per_epoch):
+    def _compile(self, model, phase, schedule, change, steps_per_epoch, initial_epoch):
         learning_rate = schedule.learning_rate_schedule(phase, steps_per_epoch)
         optimizer = get_optimizer(self.optimizer, learning_rate, change["lr_multipliers"])
         model.compile(optimizer=optimizer, loss=self.head.default_loss(), metrics=["accuracy"])
+        if initial_epoch > phase.start_epoch:
+            # Resuming inside a phase: its learning-rate schedule goes on where it was.
+            optimizer.build(model.trainable_variables)
+            optimizer.iterations.assign((initial_epoch - phase.start_epoch) * steps_per_epoch)
 
     def _fit_end_to_end(
         self,
@@ -421,6 +466,7 @@ class FineTuner:
         shuffle,
         augmentation,
         verbose,
+        initial_epoch,
     ):
         dataset = make_dataset(
             train,
@@ -434,11 +480,11 @@ class FineTuner:
             None if validation is None else make_dataset(validation, self.image_size, batch_size)
         )
         steps = _steps(train, batch_size, dataset)
-        self._compile(self.model, phase, schedule, change, steps)
+        self._compile(self.model, phase, schedule, change, steps, initial_epoch)
         self.model.fit(
             dataset,
             validation_data=validation_dataset,
-            initial_epoch=phase.start_epoch,
+            initial_epoch=initial_epoch,
             epochs=phase.end_epoch,
             callbacks=callbacks,
             class_weight=class_weight,
@@ -460,6 +506,7 @@ class FineTuner:
         shuffle,
         augmentation,
         verbose,
+        initial_epoch,
     ):
         views = self.augment_copies if augmentation is not None else 1
         progress = 0 if verbose == 0 else 1
@@ -467,15 +514,15 @@ class FineTuner:
         validation_data = None
         if validation is not None:
             validation_data = self._features(validation, batch_size, None, 1)
-        head_input = keras.Input(shape=features.shape[1:], name="features")
-        head_model = keras.Model(head_input, self.head.classify(head_input), name="head_only")
-        self._compile(head_model, phase, schedule, change, math.ceil(len(features) / batch_size))
+        head_model = self._head_model(features.shape[1:])
+        steps = math.ceil(len(features) / batch_size)
+        self._compile(head_model, phase, schedule, change, steps, initial_epoch)
         head_model.fit(
             features,
             labels,
             batch_size=batch_size,
             validation_data=validation_data,
-            initial_epoch=phase.start_epoch,
+            initial_epoch=initial_epoch,
             epochs=phase.end_epoch,
             callbacks=callbacks,
             class_weight=class_weight,
@@ -514,11 +561,75 @@ class FineTuner:
             return self.cache_features
         return default_cache()
 
+    def _head_model(self, feature_shape):
+        """The head alone, from pooled features; it shares its weights with `self.model`."""
+        head_input = keras.Input(shape=feature_shape, name="features")
+        return keras.Model(head_input, self.head.classify(head_input), name="head_only")
+
     def _feature_model(self):
         preprocessing, backbone, head, _ = classifier_parts(self.model)
         inputs = keras.Input(shape=(*self.image_size, 3))
         pooled = head.pool(backbone(preprocessing(inputs), training=False))
         return keras.Model(inputs, pooled, name="features")
+
+    def find_lr(
+        self,
+        data,
+        labels=None,
+        *,
+        start_learning_rate: float = 1e-7,
+        end_learning_rate: float = 1.0,
+        steps: int = 100,
+        batch_size: int = 32,
+    ) -> LRFinderResult:
+        """Finds a learning rate for the head on the frozen backbone (a range test).
+
+        Trains the head on cached backbone features for `steps` batches at rates
+        growing exponentially from `start_learning_rate` to `end_learning_rate`,
+        stopping early once the loss blows up, then restores the weights: the
+        model is left as it was.
+
+        Args:
+            data: Training images in any form `fit` accepts.
+            labels: array-like or None. Labels for a list of paths or an array.
+            start_learning_rate: float. Defaults to `1e-7`.
+            end_learning_rate: float. Defaults to `1.0`.
+            steps: int. Batches in the test. Defaults to `100`.
+            batch_size: int. Defaults to `32`.
+
+        Returns:
+            An `LRFinderResult`: `frame` (learning rate, loss, smoothed loss per
+            step), `suggestion` (where the loss fell fastest) and `plot()`.
+
+        Example:
+
+        ```python
+        result = ft.find_lr("data/train")
+        ft.fit("data/train", schedule=tk.FreezeUnfreeze(learning_rate=result.suggestion))
+        ```
+        """
+        known = self.class_names if self.built and self._classes_from_data else None
+        source = self._source(data, labels, class_names=known)
+        if source.dataset is not None:
+            raise ValueError(
+                "find_lr needs images it can cache: pass files or arrays, not a tf.data.Dataset."
+            )
+        if not self.built:
+            self.build(source.class_names)
+            self._classes_from_data = source.class_names is not None
+        self.backbone.trainable = False
+        features, feature_labels = self._features(source, batch_size, None, 1)
+        return find_learning_rate(
+            self._head_model(features.shape[1:]),
+            np.asarray(features),
+            np.asarray(feature_labels),
+            self.head.default_loss(),
+            start_learning_rate,
+            end_learning_rate,
+            steps,
+            batch_size,
+            self.seed,
+        )
 
     # === Inference ===
     def predict(self, images, batch_size: int = 32) -> pd.DataFrame:

@@ -1,0 +1,89 @@
+"""Checkpoints of a run: the full model and the schedule's state after every epoch.
+
+A run given `checkpoint_dir=` writes, after each epoch, the whole model (raw
+image in, probabilities out) as `model-epochNNNN.keras`, then `state.json`
+naming it with the epochs done, the plan and the history so far, then removes
+the previous model file. Each file is written beside its destination and
+renamed into place, so a crash at any moment leaves a consistent checkpoint:
+running the same `fit` again resumes at the right phase and epoch, losing at
+most the epoch in progress.
+"""
+
+import json
+from pathlib import Path
+
+import keras
+
+from transferkit.utils.files import atomic_path
+from transferkit.utils.log import logger
+
+STATE_FILE = "state.json"
+
+
+def read_state(directory) -> dict | None:
+    """The saved state of a run in `directory`, or `None` when there is none."""
+    path = Path(directory) / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text())
+        model_path = Path(directory) / state["model_file"]
+    except (ValueError, KeyError) as error:
+        raise ValueError(
+            f"The checkpoint state {path} is unreadable ({error}). Remove the folder or "
+            "choose another checkpoint_dir."
+        ) from error
+    if not model_path.exists():
+        raise ValueError(
+            f"The checkpoint state {path} names {model_path.name}, which is missing. Remove "
+            "the folder or choose another checkpoint_dir."
+        )
+    state["model_path"] = str(model_path)
+    return state
+
+
+def check_same_run(state: dict, directory, epochs: int, schedule_config: dict) -> None:
+    """Refuses to resume a checkpoint made by a run with other settings."""
+    if state["epochs"] != epochs or state["schedule"] != schedule_config:
+        raise ValueError(
+            f"The checkpoint in {directory} belongs to a run with epochs={state['epochs']} and "
+            f"schedule {state['schedule']['class_name']}{state['schedule']['config']}; this run "
+            f"has epochs={epochs} and {schedule_config['class_name']}"
+            f"{schedule_config['config']}. Resume with the same settings, or use another "
+            "checkpoint_dir."
+        )
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Saves the FineTuner's full model and the run's state at the end of every epoch.
+
+    Args:
+        finetuner: `FineTuner`. Whose model to save (in a frozen phase trained on
+            cached features, Keras sees only the head; the full model is saved).
+        directory: str or path. The checkpoint folder.
+        state: dict. The run's fixed state (epochs, schedule, split seed); the
+            epochs done and the history are added at each save.
+        rows: list. The history rows recorded so far (shared with
+            `HistoryRecorder`).
+    """
+
+    def __init__(self, finetuner, directory, state: dict, rows: list):
+        super().__init__()
+        self.finetuner = finetuner
+        self.directory = Path(directory)
+        self.state = state
+        self.rows = rows
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        model_file = f"model-epoch{epoch + 1:04d}.keras"
+        with atomic_path(self.directory / model_file, overwrite=True) as tmp:
+            self.finetuner.model.save(tmp)
+        state = {**self.state, "epochs_done": epoch + 1, "model_file": model_file}
+        state["history"] = list(self.rows)
+        with atomic_path(self.directory / STATE_FILE, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(state, indent=1))
+        for old in self.directory.glob("model-epoch*.keras"):
+            if old.name != model_file:
+                old.unlink()
+        logger.debug(f"checkpoint: epoch {epoch + 1} saved to {self.directory}")
