@@ -8,6 +8,11 @@ ft.predict(["cat.jpg", "dog.jpg"])   # a pandas DataFrame
 ```
 """
 
+# ruff: noqa: E402 -- TensorFlow must be imported (quietly) before the modules that use it.
+from transferkit.utils.quiet import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+
 from transferkit import backbones, data, heads, layers, offline, optimizers, schedules
 from transferkit.backbones import build_backbone, list_backbones
 from transferkit.finetuner import EvaluationReport, FineTuner, load

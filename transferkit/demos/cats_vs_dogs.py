@@ -216,7 +216,9 @@ def run(
     started = time.perf_counter()
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} is not empty. Pass overwrite=True or choose another folder.")
+        raise FileExistsError(
+            f"{out} is not empty. Choose another folder, or replace it (--overwrite)."
+        )
 
     train, test = load_data(source, data_dir, train_images, seed)
     backbone, backbone_weights, described = pick_backbone(weights)

@@ -509,7 +509,8 @@ class FineTuner:
         initial_epoch,
     ):
         views = self.augment_copies if augmentation is not None else 1
-        progress = 0 if verbose == 0 else 1
+        # Bars only where Keras draws bars too; logs and pipes (verbose=2) get the summary line.
+        progress = 1 if verbose in (1, "auto") else 0
         features, labels = self._features(train, batch_size, augmentation, views, progress)
         validation_data = None
         if validation is not None:

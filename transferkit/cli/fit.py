@@ -1,0 +1,301 @@
+"""`transferkit fit`: fine-tunes a backbone on labelled images and writes a run folder."""
+
+import argparse
+import os
+import sys
+
+from transferkit.cli.parsing import add_column_options, add_command, check_int, check_positive
+
+SCHEDULES = ("freeze_unfreeze", "freeze", "gradual_unfreeze", "no_freeze")
+# Schedules with a frozen warm-up whose length --frozen-epochs sets.
+WARM_UP_SCHEDULES = ("freeze_unfreeze", "gradual_unfreeze")
+OUTPUTS = (
+    "model.keras",
+    "history.csv",
+    "metrics.json",
+    "confusion_matrix.csv",
+    "predictions.csv",
+    "skipped.csv",
+    "history.png",
+    "confusion_matrix.png",
+    "predictions.png",
+)
+
+DESCRIPTION = """\
+Fine-tune a pretrained backbone into an image classifier, evaluate it on held-out images
+and write the run folder:
+  model.keras           the classifier (preprocessing and class names inside)
+  history.csv           one row per epoch: epoch, phase, learning_rate, loss, accuracy,
+                        val_loss, val_accuracy, seconds
+  metrics.json          the evaluation on the validation images: loss, accuracy, macro
+                        precision/recall/F1, num_images, and per_class
+  confusion_matrix.csv  rows true classes, columns predicted classes
+  predictions.csv       the validation images' predictions, with true_label
+  skipped.csv           files left out as unusable (only if there were any)
+  history.png, confusion_matrix.png, predictions.png
+
+DATA is a folder with one sub-folder per class (data/cat/*.jpg, data/dog/*.jpg) or a CSV
+file with a path and a label column (relative paths are relative to the CSV's folder).
+Without --validation-data, a stratified --validation-split of DATA is held out."""
+
+EXAMPLE = """\
+transferkit fit data/train --out runs/cats --backbone mobilenet --epochs 5
+transferkit fit labels.csv --out runs/cats --validation-data data/val --weights none"""
+
+
+def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
+    """Adds the `fit` command to the `transferkit` parser."""
+    parser = add_command(
+        subparsers,
+        "fit",
+        parents,
+        summary="fine-tune a backbone on labelled images and write a run folder",
+        description=DESCRIPTION,
+        example=EXAMPLE,
+    )
+    parser.add_argument("data", metavar="DATA", help="training images: a folder or a CSV file")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="RUN_DIR",
+        help="the run folder to write; it must be new or empty unless --overwrite",
+    )
+    parser.add_argument(
+        "--backbone",
+        default="resnet50",
+        metavar="NAME",
+        help="a name from `transferkit backbones` (default: resnet50)",
+    )
+    parser.add_argument(
+        "--weights",
+        default="imagenet",
+        metavar="imagenet|none|PATH",
+        help="the backbone's starting weights: Keras's ImageNet download, none (random), or "
+        "a weights file of the backbone without its top (default: imagenet)",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=5, metavar="N", help="epochs of the whole run (default: 5)"
+    )
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="(default: 32)")
+    parser.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="freeze_unfreeze",
+        help="which part of the backbone trains when (default: freeze_unfreeze, a frozen "
+        "warm-up of the head then the whole backbone)",
+    )
+    parser.add_argument(
+        "--frozen-epochs",
+        type=int,
+        metavar="N",
+        help="epochs of the frozen warm-up, for freeze_unfreeze and gradual_unfreeze (default: 1)",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        metavar="LR",
+        help="peak learning rate of the head while the backbone is frozen; a tenth of it "
+        "once the backbone trains (default: 1e-3)",
+    )
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        metavar="N",
+        help="the square size images are resized to (default: the backbone's, e.g. 224)",
+    )
+    parser.add_argument(
+        "--validation-data",
+        metavar="DATA",
+        help="held-out images (folder or CSV), instead of a split of DATA",
+    )
+    parser.add_argument(
+        "--validation-split",
+        type=float,
+        default=0.2,
+        metavar="FRACTION",
+        help="fraction of each class held out when there is no --validation-data (default: 0.2)",
+    )
+    add_column_options(parser)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the split, shuffling, augmentation and initialisation (default: 0)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty RUN_DIR, replacing only the files listed above",
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _check_arguments(args) -> None:
+    check_int(args.epochs, "--epochs")
+    check_int(args.batch_size, "--batch-size")
+    if args.frozen_epochs is not None:
+        check_int(args.frozen_epochs, "--frozen-epochs", minimum=0)
+        if args.schedule not in WARM_UP_SCHEDULES:
+            raise ValueError(
+                f"--frozen-epochs sets the warm-up of the {' and '.join(WARM_UP_SCHEDULES)} "
+                f"schedules; --schedule {args.schedule} has none. Drop --frozen-epochs or "
+                "change --schedule."
+            )
+    if args.learning_rate is not None:
+        check_positive(args.learning_rate, "--learning-rate")
+    if args.input_size is not None:
+        check_int(args.input_size, "--input-size", minimum=1)
+    if args.validation_data is None and not 0 < args.validation_split < 1:
+        raise ValueError(
+            "--validation-split must be a fraction strictly between 0 and 1, e.g. 0.2. "
+            f"Received: --validation-split {args.validation_split}. To train on every image "
+            "of DATA, pass the held-out images with --validation-data."
+        )
+
+
+def _weights(value: str):
+    if value.lower() == "none":
+        return None
+    if value.lower() == "imagenet":
+        return "imagenet"
+    if not os.path.isfile(os.path.expanduser(value)):
+        raise FileNotFoundError(
+            f"No weights file at {value!r} (--weights). Pass imagenet, none, or the path of a "
+            "weights file of the backbone without its top."
+        )
+    return os.path.expanduser(value)
+
+
+def _check_backbone(name: str) -> None:
+    import difflib
+
+    from transferkit.backbones import get_backbone_spec, list_backbones
+
+    try:
+        get_backbone_spec(name)
+    except ValueError:
+        names = list(list_backbones()["name"])
+        close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise ValueError(
+            f"Unknown backbone {name!r}.{hint} `transferkit backbones` lists the "
+            f"{len(names)} available names."
+        ) from None
+
+
+def _schedule(args):
+    from transferkit import schedules
+
+    options = {}
+    if args.learning_rate is not None:
+        options["learning_rate"] = args.learning_rate
+    if args.frozen_epochs is not None:
+        options["frozen_epochs"] = args.frozen_epochs
+    return schedules.ALIASES[args.schedule](**options)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carries out `transferkit fit` (see the command's `--help`)."""
+    from transferkit.cli.inputs import check_data_path
+    from transferkit.cli.outputs import check_output_folder
+
+    # Everything that can be checked without TensorFlow is, so mistakes fail in a blink.
+    _check_arguments(args)
+    out = check_output_folder(args.out, OUTPUTS, args.overwrite, "--out")
+    check_data_path(args.data)
+    if args.validation_data is not None:
+        check_data_path(args.validation_data, "--validation-data")
+    weights = _weights(args.weights)
+
+    from transferkit.cli.runtime import import_tensorflow
+
+    import_tensorflow()
+    _check_backbone(args.backbone)
+    from transferkit.finetuner import FineTuner
+
+    finetuner = FineTuner(
+        args.backbone,
+        weights=weights,
+        input_shape=args.input_size,
+        schedule=_schedule(args),
+        seed=args.seed,
+    )
+    train, validation, skipped = _read_data(args)
+    print(
+        f"Fine-tuning {finetuner.backbone_name} (weights: {args.weights}) on {len(train)} "
+        f"images of {len(train.class_names)} classes {train.class_names}; validating on "
+        f"{len(validation)} images."
+    )
+    history = finetuner.fit(
+        train,
+        validation_data=validation,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        # Progress bars on a terminal; one line per epoch in a log file or a pipe.
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    report = finetuner.evaluate(validation, batch_size=args.batch_size)
+    _write_run(out, args.overwrite, finetuner, history, report, skipped)
+    metrics = report.metrics
+    print(
+        f"Validation accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f} on "
+        f"{metrics['num_images']} images."
+    )
+    print(f"Wrote {out}{os.sep}: {', '.join(_written(out, skipped))}")
+    return 0
+
+
+def _read_data(args):
+    import pandas as pd
+
+    from transferkit.cli.inputs import read_labelled
+    from transferkit.cli.runtime import deferred_warnings
+    from transferkit.data import stratified_split
+
+    with deferred_warnings():
+        source = read_labelled(args.data, args.path_column, args.label_column)
+    if len(source.class_names) < 2:
+        raise ValueError(
+            f"Training needs at least 2 classes; {args.data!r} has {source.class_names}."
+        )
+    if args.validation_data is None:
+        # The split FineTuner.fit would make itself (stratified, same seed); made here
+        # so the run can be evaluated on exactly the images it held out.
+        train, validation = stratified_split(source, args.validation_split, seed=args.seed)
+        return train, validation, source.skipped
+    with deferred_warnings():
+        validation = read_labelled(
+            args.validation_data,
+            args.path_column,
+            args.label_column,
+            class_names=source.class_names,
+        )
+    skipped = pd.concat([source.skipped, validation.skipped], ignore_index=True)
+    return source, validation, skipped
+
+
+def _write_run(out, overwrite, finetuner, history, report, skipped) -> None:
+    from transferkit.cli.outputs import report_dict, write_csv, write_json
+    from transferkit.plots import plot_confusion_matrix, plot_history, plot_predictions
+
+    out.mkdir(parents=True, exist_ok=True)
+    finetuner.save(out / "model.keras", overwrite=overwrite)
+    write_csv(history, out / "history.csv", overwrite)
+    write_json(report_dict(report), out / "metrics.json", overwrite)
+    write_csv(report.confusion_matrix, out / "confusion_matrix.csv", overwrite, index=True)
+    write_csv(report.predictions, out / "predictions.csv", overwrite)
+    if len(skipped):
+        write_csv(skipped, out / "skipped.csv", overwrite)
+    elif (out / "skipped.csv").exists():
+        # Left from an earlier run in this folder (only --overwrite gets here), it would
+        # list files this run did use.
+        (out / "skipped.csv").unlink()
+    plot_history(history, out / "history.png")
+    plot_confusion_matrix(report.confusion_matrix, out / "confusion_matrix.png")
+    plot_predictions(None, report.predictions, out / "predictions.png")
+
+
+def _written(out, skipped) -> list[str]:
+    return [name for name in OUTPUTS if name != "skipped.csv" or len(skipped)]

@@ -1,0 +1,166 @@
+"""What the commands read: labelled DATA (a folder or a CSV), images to predict, a model."""
+
+import os
+import zipfile
+
+DATA_FORMS = (
+    "DATA must be a folder with one sub-folder per class (data/cat/*.jpg, data/dog/*.jpg, ...) "
+    "or a CSV file with a column of image paths and a column of labels"
+)
+
+
+def check_data_path(data: str, flag: str = "DATA") -> None:
+    """Fails fast, before TensorFlow is imported, on a DATA that can't be read.
+
+    Raises:
+        FileNotFoundError: if nothing exists at `data`.
+        ValueError: if `data` is a file other than a `.csv`.
+    """
+    path = os.path.expanduser(data)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such file or folder: {data!r} ({flag}). {DATA_FORMS}.")
+    if os.path.isfile(path) and not path.lower().endswith(".csv"):
+        raise ValueError(f"{flag} is a file but not a .csv: {data!r}. {DATA_FORMS}.")
+
+
+def read_labelled(
+    data: str,
+    path_column: str = "path",
+    label_column: str = "label",
+    class_names: list[str] | None = None,
+):
+    """Reads labelled images from a folder of class sub-folders or a CSV file.
+
+    Relative paths in a CSV resolve against the CSV's own folder, so a CSV
+    written next to its images works from any current directory.
+
+    Args:
+        data: str. The folder or CSV file.
+        path_column: str. The CSV column of image paths. Defaults to `"path"`.
+        label_column: str. The CSV column of labels. Defaults to `"label"`.
+        class_names: list of str or None. The classes of a trained model, for
+            evaluation; None takes them from the data. Defaults to None.
+
+    Returns:
+        A `transferkit.data.ImageSource`.
+    """
+    from transferkit.data import as_image_source
+
+    check_data_path(data)
+    path = os.path.expanduser(data)
+    if os.path.isdir(path):
+        return as_image_source(path, class_names=class_names)
+    frame = _read_csv(path, path_column, label_column)
+    return as_image_source(
+        frame, class_names=class_names, path_column=path_column, label_column=label_column
+    )
+
+
+def _read_csv(path: str, path_column: str, label_column: str):
+    import pandas as pd
+
+    # Labels stay strings: class "1" is a name here, not a class index.
+    frame = pd.read_csv(path, dtype=str)
+    missing = [
+        (flag, column)
+        for flag, column in (("--path-column", path_column), ("--label-column", label_column))
+        if column not in frame.columns
+    ]
+    if missing:
+        flag, column = missing[0]
+        raise ValueError(
+            f"The CSV {path} has no column {column!r}; its columns are "
+            f"{list(frame.columns)}. Name the right one with {flag}."
+        )
+    base = os.path.dirname(os.path.abspath(path))
+    frame[path_column] = [
+        value if pd.isna(value) else _resolve(value, base) for value in frame[path_column]
+    ]
+    return frame
+
+
+def _resolve(value: str, base: str) -> str:
+    value = os.path.expanduser(value)
+    return value if os.path.isabs(value) else os.path.join(base, value)
+
+
+def check_image_arguments(images: list[str]) -> None:
+    """Fails fast on IMAGES that don't exist (a typo is likelier than a wish to skip).
+
+    Raises:
+        FileNotFoundError: naming the first missing path.
+    """
+    for image in images:
+        if not os.path.exists(os.path.expanduser(image)):
+            raise FileNotFoundError(
+                f"No such file or folder: {image!r}. IMAGES are image files and/or folders "
+                "of images."
+            )
+
+
+def image_paths(images: list[str]) -> list[str]:
+    """Expands folders into the image files they hold (recursively, sorted).
+
+    Files named on the command line are kept whatever their extension: the
+    scan that follows says which ones are not images.
+
+    Raises:
+        ValueError: if the folders hold no image and no file was named.
+    """
+    from transferkit.data.file_inputs import IMAGE_EXTENSIONS, find_images
+
+    check_image_arguments(images)
+    paths, empty = [], []
+    for image in images:
+        path = os.path.expanduser(image)
+        if os.path.isdir(path):
+            found = find_images(path)
+            paths.extend(found)
+            if not found:
+                empty.append(image)
+        else:
+            paths.append(path)
+    if not paths:
+        raise ValueError(
+            f"No image files in {', '.join(repr(folder) for folder in empty)} (looked for "
+            f"{', '.join(IMAGE_EXTENSIONS)} in any case, in sub-folders too)."
+        )
+    return paths
+
+
+def check_model_path(model: str) -> None:
+    """Fails fast, before TensorFlow is imported, on a MODEL that doesn't exist."""
+    if not os.path.isfile(os.path.expanduser(model)):
+        what = "is a folder, not a file" if os.path.isdir(model) else "does not exist"
+        raise FileNotFoundError(
+            f"MODEL {model!r} {what}. Pass the model.keras file a `transferkit fit` run "
+            "wrote, e.g. runs/cats/model.keras."
+        )
+
+
+def load_model(model: str):
+    """Loads a model saved by transferkit as a `FineTuner`, with an error that says what it got.
+
+    Raises:
+        FileNotFoundError: if there is no file at `model`.
+        ValueError: if the file is not a model transferkit can load.
+    """
+    from transferkit.finetuner import load
+
+    check_model_path(model)
+    path = os.path.expanduser(model)
+    advice = "Pass a .keras file written by `transferkit fit` or FineTuner.save()."
+    # Keras answers a file that isn't a zip archive with "File not found", which
+    # misleads when the file is right there.
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{model!r} is not a .keras model file (those are zip archives): it may be "
+            f"truncated, or another kind of file. {advice}"
+        )
+    try:
+        return load(path)
+    except Exception as error:
+        reason = " ".join(str(error).split()).rstrip(".") or type(error).__name__
+        raise ValueError(
+            f"Could not load a transferkit model from {model!r}: {reason}. {advice}"
+        ) from error

@@ -1,0 +1,126 @@
+"""What the commands write: an output folder that never loses a user's files, and reports."""
+
+import json
+import os
+from pathlib import Path
+
+
+def check_output_folder(folder: str, outputs: tuple[str, ...], overwrite: bool, flag: str) -> Path:
+    """Checks, before any work, that the command may write its files into `folder`.
+
+    The folder must be new or empty; with `overwrite`, a non-empty folder is
+    accepted and only the files named in `outputs` get replaced, so whatever
+    else the user keeps there survives.
+
+    Args:
+        folder: str. The output folder.
+        outputs: tuple of str. The file names the command writes there.
+        overwrite: bool. Whether `--overwrite` was given.
+        flag: str. The option that named the folder, for the messages.
+
+    Returns:
+        The folder as a `pathlib.Path` (not created yet: it is created when the
+        first file is written, so a failed run leaves nothing behind).
+
+    Raises:
+        FileExistsError: if `folder` is a file, or a non-empty folder without
+            `overwrite`.
+    """
+    path = Path(folder).expanduser()
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{flag} {folder!r} is a file, not a folder. Choose a folder.")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"{flag} {folder!r} is not empty. Choose a new or empty folder, or pass --overwrite "
+            f"to replace the files this command writes there ({', '.join(outputs)}); other "
+            "files are kept."
+        )
+    return path
+
+
+def check_output_file(path: str, overwrite: bool, flag: str) -> None:
+    """Refuses to replace an existing file unless `--overwrite` was given.
+
+    Raises:
+        FileExistsError: if `path` exists and `overwrite` is False.
+    """
+    if os.path.isdir(path):
+        raise FileExistsError(f"{flag} {path!r} is a folder. Give a file name, e.g. out.csv.")
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(
+            f"{flag} {path!r} already exists. Pass --overwrite to replace it, or choose another "
+            "file name."
+        )
+
+
+def write_csv(frame, path: Path, overwrite: bool, index: bool = False) -> None:
+    """Writes a DataFrame as CSV atomically: an interrupted write keeps the old file."""
+    from transferkit.utils.files import atomic_path
+
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        frame.to_csv(tmp, index=index)
+
+
+def write_json(data: dict, path: Path, overwrite: bool) -> None:
+    """Writes `data` as indented JSON atomically."""
+    from transferkit.utils.files import atomic_path
+
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def report_dict(report, with_confusion: bool = False) -> dict:
+    """An `EvaluationReport` as plain JSON data: its metrics, then `per_class`.
+
+    Args:
+        report: `EvaluationReport`.
+        with_confusion: bool. Whether to add `confusion_matrix` as
+            `{true class: {predicted class: count}}`. Defaults to False.
+
+    Returns:
+        A dict such as `{"loss": 0.31, "accuracy": 0.9, ..., "per_class":
+        {"cat": {"precision": ..., "recall": ..., "f1": ..., "support": ...}}}`.
+    """
+    data = {key: _plain(value) for key, value in report.metrics.items()}
+    # to_dict keeps each column's type (support stays an int); iterrows would not.
+    per_class = report.per_class.to_dict(orient="index")
+    data["per_class"] = {
+        str(name): {column: _plain(value) for column, value in row.items()}
+        for name, row in per_class.items()
+    }
+    if with_confusion:
+        matrix = report.confusion_matrix
+        data["confusion_matrix"] = {
+            str(true): {str(predicted): int(matrix.loc[true, predicted]) for predicted in matrix}
+            for true in matrix.index
+        }
+    return data
+
+
+def _plain(value):
+    # numpy scalars are not JSON serializable; .item() gives the Python number.
+    return value.item() if hasattr(value, "item") else value
+
+
+def format_report(report) -> str:
+    """The text `transferkit evaluate` prints: headline metrics, per class, confusion matrix."""
+    metrics = report.metrics
+    lines = [
+        f"accuracy  {metrics['accuracy']:.4f}",
+        f"loss      {metrics['loss']:.4f}",
+        f"macro F1  {metrics['macro_f1']:.4f}",
+        f"images    {metrics['num_images']}",
+        "",
+        "per class:",
+        report.per_class.to_string(
+            formatters={
+                "precision": "{:.4f}".format,
+                "recall": "{:.4f}".format,
+                "f1": "{:.4f}".format,
+            }
+        ),
+        "",
+        "confusion matrix (rows: true class, columns: predicted class):",
+        report.confusion_matrix.to_string(),
+    ]
+    return "\n".join(lines)

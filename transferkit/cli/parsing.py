@@ -1,0 +1,73 @@
+"""What every command's parser shares: its help layout, and checks of numeric options."""
+
+import argparse
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the line breaks of descriptions and examples; wraps option help as usual."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=32)
+
+
+def add_command(
+    subparsers, name: str, parents: list, summary: str, description: str, example: str
+) -> argparse.ArgumentParser:
+    """Adds a command whose `--help` says what it does and shows an example.
+
+    Args:
+        subparsers: The `add_subparsers()` object of the parent parser.
+        name: str. The command's name, e.g. `"fit"`.
+        parents: list of `argparse.ArgumentParser`. Options every command takes.
+        summary: str. One line for the list of commands in `transferkit --help`.
+        description: str. What the command does, for its own `--help`.
+        example: str. Example command lines, one per line.
+    """
+    return subparsers.add_parser(
+        name,
+        parents=parents,
+        help=summary,
+        description=description,
+        epilog="example:\n" + "\n".join(f"  {line}" for line in example.strip().splitlines()),
+        formatter_class=HelpFormatter,
+    )
+
+
+def add_column_options(parser: argparse.ArgumentParser) -> None:
+    """Adds `--path-column` and `--label-column`, which name the columns of a CSV DATA."""
+    parser.add_argument(
+        "--path-column",
+        default="path",
+        metavar="NAME",
+        help="the CSV column of image paths (default: path)",
+    )
+    parser.add_argument(
+        "--label-column",
+        default="label",
+        metavar="NAME",
+        help="the CSV column of labels (default: label)",
+    )
+
+
+def check_int(value: int, flag: str, minimum: int = 1) -> None:
+    """Checks an integer option against its smallest sensible value.
+
+    The check happens in the command rather than in argparse so that a value
+    out of range is an error of the run (exit status 1) like any other, while
+    argparse keeps exit status 2 for malformed command lines.
+
+    Raises:
+        ValueError: if `value` is below `minimum`.
+    """
+    if value < minimum:
+        raise ValueError(f"{flag} must be an integer >= {minimum}. Received: {flag} {value}")
+
+
+def check_positive(value: float, flag: str) -> None:
+    """Checks that a float option is > 0.
+
+    Raises:
+        ValueError: if `value` is not > 0.
+    """
+    if not value > 0:
+        raise ValueError(f"{flag} must be a number > 0. Received: {flag} {value}")

@@ -1,0 +1,73 @@
+"""`transferkit predict`: the class of each image, by a saved model."""
+
+import argparse
+import sys
+
+from transferkit.cli.parsing import add_command, check_int
+
+DESCRIPTION = """\
+Predict the class of images with a saved model. IMAGES are image files and/or folders
+(searched recursively). Prints path, label and probability for each image, or with --csv
+writes them, plus one prob_<class> column per class. Files that are not usable images
+are left out and reported on stderr."""
+
+EXAMPLE = """\
+transferkit predict runs/cats/model.keras cat.jpg dog.jpg
+transferkit predict runs/cats/model.keras photos/ --csv predictions.csv"""
+
+
+def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
+    """Adds the `predict` command to the `transferkit` parser."""
+    parser = add_command(
+        subparsers,
+        "predict",
+        parents,
+        summary="predict the class of images with a saved model",
+        description=DESCRIPTION,
+        example=EXAMPLE,
+    )
+    parser.add_argument("model", metavar="MODEL", help="a model.keras written by fit")
+    parser.add_argument("images", metavar="IMAGES", nargs="+", help="image files and folders")
+    parser.add_argument("--csv", metavar="FILE", help="write the predictions to this CSV file")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the --csv FILE if it exists"
+    )
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="(default: 32)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carries out `transferkit predict` (see the command's `--help`)."""
+    from transferkit.cli.inputs import check_image_arguments, check_model_path
+    from transferkit.cli.outputs import check_output_file
+
+    check_int(args.batch_size, "--batch-size")
+    if args.csv is not None:
+        check_output_file(args.csv, args.overwrite, "--csv")
+    check_model_path(args.model)
+    check_image_arguments(args.images)
+
+    from transferkit.cli.runtime import import_tensorflow
+
+    import_tensorflow()
+    from transferkit.cli.inputs import image_paths, load_model
+    from transferkit.cli.runtime import deferred_warnings
+    from transferkit.data import as_image_source
+
+    finetuner = load_model(args.model)
+    with deferred_warnings():
+        source = as_image_source(image_paths(args.images), require_labels=False)
+    predictions = finetuner.predict(source, batch_size=args.batch_size)
+    if args.csv is None:
+        table = predictions[["path", "label", "probability"]]
+        print(table.to_string(index=False, formatters={"probability": "{:.4f}".format}))
+        return 0
+
+    from transferkit.cli.outputs import write_csv
+
+    write_csv(predictions, args.csv, args.overwrite)
+    count = len(source.skipped)
+    skipped = f" ({count} file{'s' if count > 1 else ''} skipped)" if count else ""
+    print(f"Wrote {len(predictions)} predictions to {args.csv}{skipped}", file=sys.stderr)
+    return 0
