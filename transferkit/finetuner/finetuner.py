@@ -1,6 +1,5 @@
 """The FineTuner: a pretrained backbone fine-tuned into an image classifier."""
 
-import math
 import os
 
 import keras
@@ -10,13 +9,8 @@ import pandas as pd
 from transferkit import schedules as schedules_module
 from transferkit.backbones import build_backbone, get_backbone_spec
 from transferkit.data import ImageSource, as_image_source, make_dataset, stratified_split
-from transferkit.features import (
-    FeatureCache,
-    default_cache,
-    extract_features,
-    model_fingerprint,
-    source_fingerprint,
-)
+from transferkit.features import FeatureCache
+from transferkit.finetuner.augmentation import augmentation_layer
 from transferkit.finetuner.checkpoint import RunCheckpoint, check_same_run, read_state
 from transferkit.finetuner.freezing import apply_phase, describe_phase
 from transferkit.finetuner.lr_finder import LRFinderResult, find_learning_rate
@@ -28,43 +22,17 @@ from transferkit.finetuner.reports import (
     history_frame,
     predictions_frame,
 )
+from transferkit.finetuner.training import (
+    PhaseRun,
+    cached_features,
+    fit_cached,
+    fit_end_to_end,
+    head_model,
+)
 from transferkit.heads import ClassificationHead
 from transferkit.optimizers import get_optimizer
 from transferkit.utils.files import atomic_path
 from transferkit.utils.log import logger
-
-AUGMENTATIONS = ("flip", "none")
-
-
-def _augmentation_layer(augmentation, seed):
-    """Builds a fresh augmentation layer for training batches (kept out of the saved model).
-
-    Fresh each time, from its config, so that its random state starts from `seed` in
-    every phase: whether the feature cache was hit (and skipped drawing augmented
-    views) must not change what the next phase sees.
-    """
-    if augmentation is None or augmentation == "none":
-        return None
-    if augmentation == "flip":
-        return keras.layers.RandomFlip("horizontal", seed=seed)
-    if isinstance(augmentation, keras.layers.Layer):
-        return augmentation.__class__.from_config(augmentation.get_config())
-    if isinstance(augmentation, (list, tuple)) and all(
-        isinstance(layer, keras.layers.Layer) for layer in augmentation
-    ):
-        return keras.Sequential(
-            [layer.__class__.from_config(layer.get_config()) for layer in augmentation]
-        )
-    raise ValueError(
-        f"`augmentation` must be one of {list(AUGMENTATIONS)}, None, a keras Layer or a list of "
-        f"keras Layers. Received: augmentation={augmentation!r}"
-    )
-
-
-def _augmentation_key(augmentation):
-    # Layer names differ between otherwise identical layers (`random_flip_1`, `_2`).
-    config = {key: value for key, value in augmentation.get_config().items() if key != "name"}
-    return f"{type(augmentation).__name__}{config}"
 
 
 class FineTuner:
@@ -185,7 +153,7 @@ class FineTuner:
                 "`augment_copies` must be an integer >= 1. "
                 f"Received: augment_copies={augment_copies!r}"
             )
-        _augmentation_layer(augmentation, seed)  # validates early
+        augmentation_layer(augmentation, seed)  # validates early
         schedules_module.get(schedule)
         get_optimizer(optimizer, 1e-3)
         if isinstance(backbone, str):
@@ -417,12 +385,11 @@ class FineTuner:
             change = apply_phase(self.backbone, phase, schedule)
             logger.info(describe_phase(phase, change, self.backbone_name, schedule.train_bn))
             cached = phase.frozen and self.cache_features and train.dataset is None
-            run = self._fit_cached if cached else self._fit_end_to_end
             if self.seed is not None:
                 # Reseed per phase: a cache hit skips the work that would otherwise
                 # have consumed random numbers, and must not change the result.
                 keras.utils.set_random_seed(self.seed + phase.start_epoch)
-            run(
+            run = PhaseRun(
                 phase=phase,
                 schedule=schedule,
                 change=change,
@@ -430,12 +397,13 @@ class FineTuner:
                 validation=validation,
                 batch_size=batch_size,
                 callbacks=list(callbacks or []) + extra_callbacks,
-                initial_epoch=max(phase.start_epoch, done),
                 class_weight=class_weight,
                 shuffle=shuffle,
-                augmentation=_augmentation_layer(self.augmentation, self.seed),
+                augmentation=augmentation_layer(self.augmentation, self.seed),
                 verbose=verbose,
+                initial_epoch=max(phase.start_epoch, done),
             )
+            (fit_cached if cached else fit_end_to_end)(self, run)
             if getattr(self.model, "stop_training", False):
                 logger.info(f"a callback ended phase {phase.name!r} early")
                 self.model.stop_training = False
@@ -443,135 +411,6 @@ class FineTuner:
         return self.history
 
     _classes_from_data = False
-
-    def _compile(self, model, phase, schedule, change, steps_per_epoch, initial_epoch):
-        learning_rate = schedule.learning_rate_schedule(phase, steps_per_epoch)
-        optimizer = get_optimizer(self.optimizer, learning_rate, change["lr_multipliers"])
-        model.compile(optimizer=optimizer, loss=self.head.default_loss(), metrics=["accuracy"])
-        if initial_epoch > phase.start_epoch:
-            # Resuming inside a phase: its learning-rate schedule goes on where it was.
-            optimizer.build(model.trainable_variables)
-            optimizer.iterations.assign((initial_epoch - phase.start_epoch) * steps_per_epoch)
-
-    def _fit_end_to_end(
-        self,
-        phase,
-        schedule,
-        change,
-        train,
-        validation,
-        batch_size,
-        callbacks,
-        class_weight,
-        shuffle,
-        augmentation,
-        verbose,
-        initial_epoch,
-    ):
-        dataset = make_dataset(
-            train,
-            self.image_size,
-            batch_size,
-            shuffle=shuffle,
-            seed=self.seed,
-            augmentation=augmentation,
-        )
-        validation_dataset = (
-            None if validation is None else make_dataset(validation, self.image_size, batch_size)
-        )
-        steps = _steps(train, batch_size, dataset)
-        self._compile(self.model, phase, schedule, change, steps, initial_epoch)
-        self.model.fit(
-            dataset,
-            validation_data=validation_dataset,
-            initial_epoch=initial_epoch,
-            epochs=phase.end_epoch,
-            callbacks=callbacks,
-            class_weight=class_weight,
-            # The dataset is already shuffled (seeded) by make_dataset.
-            shuffle=False,
-            verbose=verbose,
-        )
-
-    def _fit_cached(
-        self,
-        phase,
-        schedule,
-        change,
-        train,
-        validation,
-        batch_size,
-        callbacks,
-        class_weight,
-        shuffle,
-        augmentation,
-        verbose,
-        initial_epoch,
-    ):
-        views = self.augment_copies if augmentation is not None else 1
-        # Bars only where Keras draws bars too; logs and pipes (verbose=2) get the summary line.
-        progress = 1 if verbose in (1, "auto") else 0
-        features, labels = self._features(train, batch_size, augmentation, views, progress)
-        validation_data = None
-        if validation is not None:
-            validation_data = self._features(validation, batch_size, None, 1)
-        head_model = self._head_model(features.shape[1:])
-        steps = math.ceil(len(features) / batch_size)
-        self._compile(head_model, phase, schedule, change, steps, initial_epoch)
-        head_model.fit(
-            features,
-            labels,
-            batch_size=batch_size,
-            validation_data=validation_data,
-            initial_epoch=initial_epoch,
-            epochs=phase.end_epoch,
-            callbacks=callbacks,
-            class_weight=class_weight,
-            shuffle=shuffle,
-            verbose=verbose,
-        )
-        self.model.stop_training = head_model.stop_training
-
-    def _features(self, source, batch_size, augmentation, views, verbose=0):
-        cache = self._cache()
-        key = cache.make_key(
-            source_fingerprint(source),
-            model_fingerprint(self.backbone),
-            self.image_size,
-            views,
-            None if augmentation is None else _augmentation_key(augmentation),
-            self.seed,
-        )
-        entry = cache.get(key)
-        if entry is None:
-            features, labels = extract_features(
-                self._feature_model(),
-                source,
-                self.image_size,
-                batch_size,
-                augmentation,
-                views,
-                self.seed,
-                verbose=verbose,
-            )
-            entry = cache.put(key, features, labels)
-        return entry
-
-    def _cache(self) -> FeatureCache:
-        if isinstance(self.cache_features, FeatureCache):
-            return self.cache_features
-        return default_cache()
-
-    def _head_model(self, feature_shape):
-        """The head alone, from pooled features; it shares its weights with `self.model`."""
-        head_input = keras.Input(shape=feature_shape, name="features")
-        return keras.Model(head_input, self.head.classify(head_input), name="head_only")
-
-    def _feature_model(self):
-        preprocessing, backbone, head, _ = classifier_parts(self.model)
-        inputs = keras.Input(shape=(*self.image_size, 3))
-        pooled = head.pool(backbone(preprocessing(inputs), training=False))
-        return keras.Model(inputs, pooled, name="features")
 
     def find_lr(
         self,
@@ -619,9 +458,9 @@ class FineTuner:
             self.build(source.class_names)
             self._classes_from_data = source.class_names is not None
         self.backbone.trainable = False
-        features, feature_labels = self._features(source, batch_size, None, 1)
+        features, feature_labels = cached_features(self, source, batch_size, None, 1)
         return find_learning_rate(
-            self._head_model(features.shape[1:]),
+            head_model(self.head, features.shape[1:]),
             np.asarray(features),
             np.asarray(feature_labels),
             self.head.default_loss(),
@@ -727,14 +566,6 @@ class FineTuner:
         finetuner.model = model
         finetuner._classes_from_data = head.class_names is not None
         return finetuner
-
-
-def _steps(source, batch_size, dataset):
-    try:
-        return math.ceil(len(source) / batch_size)
-    except TypeError:
-        cardinality = int(dataset.cardinality())
-        return max(1, cardinality)
 
 
 def load(path: str | os.PathLike) -> FineTuner:
