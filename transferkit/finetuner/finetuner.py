@@ -83,6 +83,10 @@ class FineTuner:
             (`transferkit.features.default_cache()`: in memory up to 4 GiB, then
             on disk); pass a `FeatureCache` to choose its folder and budget.
             Defaults to `True`.
+        jit_compile: bool. Whether Keras compiles training and feature
+            extraction with XLA. On 2 CPU cores XLA made feature extraction
+            several times slower (compilation dominates; `bench/feature_cache.py`),
+            so it is off by default. Defaults to `False`.
         validation_split: float. Fraction of the training data held out
             (stratified, seeded) when `fit` gets no `validation_data`; `0`
             disables it. Defaults to `0.2`.
@@ -116,6 +120,7 @@ class FineTuner:
         augmentation="flip",
         augment_copies: int = 2,
         cache_features: "bool | FeatureCache" = True,
+        jit_compile: bool = False,
         validation_split: float = 0.2,
         path_column: str = "path",
         label_column: str = "label",
@@ -170,6 +175,7 @@ class FineTuner:
         self.augmentation = augmentation
         self.augment_copies = augment_copies
         self.cache_features = cache_features
+        self.jit_compile = bool(jit_compile)
         self.validation_split = validation_split
         self.path_column = path_column
         self.label_column = label_column

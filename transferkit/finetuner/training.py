@@ -48,7 +48,12 @@ def compile_for_phase(finetuner, model, run: PhaseRun, steps_per_epoch: int) -> 
     phase = run.phase
     learning_rate = run.schedule.learning_rate_schedule(phase, steps_per_epoch)
     optimizer = get_optimizer(finetuner.optimizer, learning_rate, run.change["lr_multipliers"])
-    model.compile(optimizer=optimizer, loss=finetuner.head.default_loss(), metrics=["accuracy"])
+    model.compile(
+        optimizer=optimizer,
+        loss=finetuner.head.default_loss(),
+        metrics=["accuracy"],
+        jit_compile=finetuner.jit_compile,
+    )
     if run.initial_epoch > phase.start_epoch:
         # Resuming inside a phase: its learning-rate schedule goes on where it was.
         optimizer.build(model.trainable_variables)
@@ -130,8 +135,10 @@ def cached_features(finetuner, source, batch_size, augmentation, views, verbose=
     )
     entry = cache.get(key)
     if entry is None:
+        extractor = feature_model(finetuner.model, finetuner.image_size)
+        extractor.compile(jit_compile=finetuner.jit_compile)
         features, labels = extract_features(
-            feature_model(finetuner.model, finetuner.image_size),
+            extractor,
             source,
             finetuner.image_size,
             batch_size,
