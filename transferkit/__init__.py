@@ -13,11 +13,23 @@ from transferkit.utils.quiet import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-from transferkit import backbones, data, heads, layers, offline, optimizers, schedules
+from transferkit import (
+    backbones,
+    data,
+    features,
+    heads,
+    layers,
+    offline,
+    optimizers,
+    plots,
+    schedules,
+    tuning,
+)
 from transferkit.backbones import build_backbone, list_backbones
 from transferkit.finetuner import EvaluationReport, FineTuner, load
 from transferkit.heads import ClassificationHead
 from transferkit.schedules import Freeze, FreezeUnfreeze, GradualUnfreeze, NoFreeze, Schedule
+from transferkit.tuning import FineTunerHyperModel, TuneResult, tune
 from transferkit.version import __version__
 
 __all__ = [
@@ -31,13 +43,19 @@ __all__ = [
     "Freeze",
     "FreezeUnfreeze",
     "GradualUnfreeze",
+    "tune",
+    "TuneResult",
+    "FineTunerHyperModel",
     "build_backbone",
     "list_backbones",
     "backbones",
     "data",
+    "features",
     "heads",
     "layers",
     "offline",
     "optimizers",
+    "plots",
     "schedules",
+    "tuning",
 ]

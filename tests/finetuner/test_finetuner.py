@@ -329,3 +329,21 @@ def test_find_lr_suggests_a_rate_and_leaves_the_model_unchanged(image_folder):
     assert figure.axes[0].get_xscale() == "log"
     with pytest.raises(ValueError, match="start_learning_rate < end_learning_rate"):
         ft.find_lr(root, start_learning_rate=1.0, end_learning_rate=0.1)
+
+
+def test_a_fine_tune_that_makes_things_worse_is_rolled_back(image_folder, capfd):
+    root = image_folder()
+    schedule = tk.FreezeUnfreeze(frozen_epochs=3, learning_rate=0.1, fine_tune_learning_rate=50.0)
+    ft = tiny_finetuner(schedule=schedule)
+    history = ft.fit(root, epochs=5, batch_size=8, verbose=0)
+    best = int(history["val_loss"].idxmin())
+    assert history["val_loss"].iloc[-1] > history["val_loss"].iloc[best]  # it did get worse
+    assert f"restored the weights of epoch {best + 1}" in capfd.readouterr().err
+    # The model now holds the best epoch's weights: its validation loss is the best one.
+    validation = ft.evaluate(root)["loss"]
+    assert validation < history["val_loss"].iloc[-1]
+
+    kept = tiny_finetuner(schedule=schedule)
+    last = kept.fit(root, epochs=5, batch_size=8, restore_best_weights=False, verbose=0)
+    assert "restored" not in capfd.readouterr().err
+    assert kept.evaluate(root)["loss"] > validation and len(last) == 5

@@ -11,6 +11,7 @@ from transferkit.backbones import build_backbone, get_backbone_spec
 from transferkit.data import ImageSource, as_image_source, make_dataset, stratified_split
 from transferkit.features import FeatureCache
 from transferkit.finetuner.augmentation import augmentation_layer
+from transferkit.finetuner.best_weights import BestWeights
 from transferkit.finetuner.checkpoint import RunCheckpoint, check_same_run, read_state
 from transferkit.finetuner.freezing import apply_phase, describe_phase
 from transferkit.finetuner.lr_finder import LRFinderResult, find_learning_rate
@@ -290,6 +291,7 @@ class FineTuner:
         class_weight: dict | None = None,
         shuffle: bool = True,
         checkpoint_dir: str | os.PathLike | None = None,
+        restore_best_weights: bool = True,
         verbose="auto",
     ) -> pd.DataFrame:
         """Fine-tunes on `data` following the schedule.
@@ -317,6 +319,10 @@ class FineTuner:
                 holds the checkpoint of an interrupted run with the same
                 `epochs` and schedule, the run resumes from it at the right
                 phase and epoch. Defaults to `None`.
+            restore_best_weights: bool. With validation data, end the run with
+                the weights of the epoch that had the lowest validation loss, so
+                that unfreezing can never leave the model worse (on validation)
+                than it was; the log says when it restores. Defaults to `True`.
             verbose: "auto", 0, 1 or 2. Keras's progress output.
 
         Note:
@@ -381,6 +387,9 @@ class FineTuner:
         rows = list(state["history"]) if state else []
         done = state["epochs_done"] if state else 0
         extra_callbacks = [HistoryRecorder(None, rows)]
+        best = BestWeights(self) if restore_best_weights and validation is not None else None
+        if best is not None:
+            extra_callbacks.append(best)
         if checkpoint_dir is not None:
             run_state = {"epochs": epochs, "schedule": schedule_config, "split_seed": split_seed}
             extra_callbacks.append(RunCheckpoint(self, checkpoint_dir, run_state, rows))
@@ -413,6 +422,8 @@ class FineTuner:
             if getattr(self.model, "stop_training", False):
                 logger.info(f"a callback ended phase {phase.name!r} early")
                 self.model.stop_training = False
+        if best is not None:
+            best.restore()
         self.history = history_frame(rows)
         return self.history
 

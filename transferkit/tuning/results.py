@@ -1,0 +1,247 @@
+"""What a search returns: one row per trial, and the best trial as a ready FineTuner."""
+
+import glob
+import os
+
+import numpy as np
+import pandas as pd
+from keras_tuner.engine import oracle as oracle_module
+from keras_tuner.engine.trial import Trial
+
+from transferkit.data import ImageSource
+from transferkit.finetuner import FineTuner
+from transferkit.tuning.hypermodel import HISTORY_FILE, FineTunerHyperModel
+from transferkit.utils.log import logger
+
+COMPLETED = "COMPLETED"
+# Where KerasTuner's Tuner saves a trial's best-epoch weights (Keras 3), in the trial folder.
+CHECKPOINT_FILE = "checkpoint.weights.h5"
+_BOOKKEEPING = ("best_epoch", "seconds")
+
+
+def search_trials(tuner) -> list[Trial]:
+    """The tuner's trials in the order they started.
+
+    The chief (or a lone tuner) asks its oracle; a worker, whose oracle is a
+    client of the chief's, reads the trial files in the project folder.
+    """
+    oracle = tuner.oracle
+    if isinstance(oracle, oracle_module.Oracle):
+        order = list(oracle.start_order) + [
+            trial_id for trial_id in oracle.trials if trial_id not in oracle.start_order
+        ]
+        return [oracle.trials[trial_id] for trial_id in order]
+    files = glob.glob(os.path.join(tuner.project_dir, "trial_*", "trial.json"))
+    return sorted((Trial.load(path) for path in files), key=lambda trial: trial.trial_id)
+
+
+def results_frame(trials: list[Trial], hypermodel: FineTunerHyperModel) -> pd.DataFrame:
+    """One row per trial: `trial_id`, `status`, the hyperparameters, the metrics, bookkeeping.
+
+    Columns: `trial_id`, `status`, one column per hyperparameter that some
+    trial used (search space order, then KerasTuner's own such as
+    `tuner/epochs`), the objective (its best value), the other metrics at
+    that epoch (`val_*` first), `best_epoch` (1-based) and `seconds`. A
+    hyperparameter a trial did not use (inactive) is missing (NaN or None);
+    so are the metrics of a failed trial.
+    """
+    objective = hypermodel.objective.name
+    rows = []
+    for trial in trials:
+        row = {"trial_id": trial.trial_id, "status": trial.status}
+        row.update(trial.hyperparameters.values)
+        names = trial.metrics.metrics.keys()
+        for name in names:
+            row[name] = trial.metrics.get_last_value(name)
+        if trial.status == COMPLETED and trial.score is not None:
+            row[objective] = float(trial.score)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    space = [name for name in hypermodel.space.hyperparameters if name in frame.columns]
+    metrics = [objective] + sorted(
+        (
+            column
+            for column in frame.columns
+            if column not in ("trial_id", "status", objective, *_BOOKKEEPING)
+            and any(column in trial.metrics.metrics for trial in trials)
+        ),
+        key=lambda column: (not column.startswith("val_"), column),
+    )
+    others = sorted(
+        column
+        for column in frame.columns
+        if column not in ("trial_id", "status", *space, *metrics, *_BOOKKEEPING)
+    )
+    columns = ["trial_id", "status", *space, *others, *metrics, *_BOOKKEEPING]
+    frame = frame.reindex(columns=columns)
+    frame["best_epoch"] = frame["best_epoch"].astype("Int64")
+    return frame.reset_index(drop=True)
+
+
+class TuneResult:
+    """What `transferkit.tune` returns: the trials, the best one, a plot.
+
+    Attributes:
+        results: `pandas.DataFrame`. One row per trial, in the order they
+            started: `trial_id`, `status` (`"COMPLETED"`, or `"FAILED"` with
+            NaN metrics), the hyperparameters (missing where a trial did not
+            use one), the objective's best value (e.g. `val_accuracy`), the
+            other metrics of that epoch, `best_epoch` (1-based) and `seconds`.
+        objective: str. The column the search maximised (or minimised).
+        tuner: the `keras_tuner.Tuner` that ran the search (its `oracle`,
+            `project_dir`, `results_summary()`...).
+        hypermodel: the `FineTunerHyperModel`.
+        class_names: list of str. The classes, in output order.
+    """
+
+    def __init__(
+        self,
+        tuner,
+        hypermodel: FineTunerHyperModel,
+        train: ImageSource,
+        validation: ImageSource,
+        fit_options: dict,
+    ):
+        self.tuner = tuner
+        self.hypermodel = hypermodel
+        self.objective = hypermodel.objective.name
+        self.class_names = list(hypermodel.class_names)
+        self._train = train
+        self._validation = validation
+        self._fit_options = dict(fit_options)
+        self.trials = search_trials(tuner)
+        self.results = results_frame(self.trials, hypermodel)
+
+    @property
+    def completed(self) -> list[Trial]:
+        return [trial for trial in self.trials if trial.status == COMPLETED]
+
+    @property
+    def best_trial(self) -> Trial:
+        """The completed trial with the best objective (the first one on a tie).
+
+        Raises:
+            ValueError: if no trial completed.
+        """
+        completed = self.completed
+        if not completed:
+            raise ValueError(_no_success_message(self.trials, self.tuner))
+        scores = np.array([trial.score for trial in completed], dtype="float64")
+        best = scores.argmax() if self.hypermodel.objective.direction == "max" else scores.argmin()
+        return completed[int(best)]
+
+    @property
+    def best_hyperparameters(self) -> dict:
+        """The best trial's hyperparameter values (only those it used)."""
+        return dict(self.best_trial.hyperparameters.values)
+
+    def best_finetuner(self, retrain: bool = False) -> FineTuner:
+        """The best trial as a `FineTuner`, ready to `predict`, `evaluate` and `save`.
+
+        By default it is rebuilt from the trial's hyperparameters and given
+        the weights the trial saved at its best epoch: exactly the model whose
+        validation score the search reported, at no cost. Its `history` is the
+        trial's. With `retrain=True` it is trained again from scratch with
+        those hyperparameters on the same data and split; use this when the
+        weights are not at hand (a worker on another machine ran the trial).
+
+        Args:
+            retrain: bool. Train again instead of loading the saved weights.
+                Defaults to `False`.
+
+        Returns:
+            A built `FineTuner`.
+
+        Raises:
+            FileNotFoundError: if the trial's weights are missing and
+                `retrain` is `False`.
+        """
+        trial = self.best_trial
+        hp = trial.hyperparameters.copy()
+        finetuner = self.hypermodel.make_finetuner(hp)
+        if retrain:
+            epochs = hp.values.get("tuner/epochs", self.hypermodel.epochs)
+            finetuner.fit(
+                self._train,
+                validation_data=self._validation,
+                epochs=epochs,
+                verbose=0,
+                **self._fit_options,
+            )
+            return finetuner
+        folder = os.path.join(self.tuner.project_dir, f"trial_{trial.trial_id}")
+        path = os.path.join(folder, CHECKPOINT_FILE)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"Trial {trial.trial_id} saved no weights at {path!r} (a worker on another "
+                "machine ran it, or the folder was cleaned). Call best_finetuner(retrain=True) "
+                "to train it again with its hyperparameters."
+            )
+        finetuner.build(self.class_names)
+        finetuner.model.load_weights(path)
+        history = os.path.join(folder, HISTORY_FILE)
+        if os.path.exists(history):
+            finetuner.history = pd.read_csv(history)
+        logger.info(f"loaded trial {trial.trial_id}'s best-epoch weights from {path}")
+        return finetuner
+
+    def plot(self, path: str | os.PathLike | None = None):
+        """Plots the search: the objective per trial and against each hyperparameter.
+
+        Args:
+            path: str, path or None. Where to save the figure as a PNG.
+                Defaults to `None`.
+
+        Returns:
+            The `matplotlib.figure.Figure` (see `transferkit.plots.plot_search`).
+        """
+        from transferkit.plots import plot_search
+
+        # best_epoch is bookkeeping, not a hyperparameter to plot against.
+        frame = self.results.drop(columns=list(_BOOKKEEPING), errors="ignore")
+        return plot_search(frame, metric=self.objective, path=path)
+
+    def __repr__(self) -> str:
+        completed = self.completed
+        if not completed:
+            return f"TuneResult({len(self.trials)} trials, none completed)"
+        best = self.best_trial
+        return (
+            f"TuneResult({len(self.trials)} trials, {len(completed)} completed; best "
+            f"{self.objective}={best.score:.4f} in trial {best.trial_id}: "
+            f"{best.hyperparameters.values})"
+        )
+
+
+def _no_success_message(trials: list[Trial], tuner) -> str:
+    failed = [trial for trial in trials if trial.status != COMPLETED]
+    message = (
+        f"The search ended with no successful trial ({len(trials)} trial(s) in "
+        f"{tuner.project_dir}). "
+    )
+    reasons = [trial.message for trial in failed if trial.message]
+    if reasons:
+        last_line = reasons[0].strip().splitlines()[-1]
+        message += (
+            f"Trial {failed[0].trial_id} failed with: {last_line}\nIts traceback:\n{reasons[0]}"
+        )
+    else:
+        message += "No trial ran: is max_trials already reached in this project (overwrite=True)?"
+    return message
+
+
+def raise_if_no_success(result: TuneResult) -> None:
+    """KerasTuner records a failed trial and goes on; a search with no success is an error.
+
+    Raises:
+        RuntimeError: with the first failure's error and traceback.
+    """
+    if not result.completed:
+        raise RuntimeError(_no_success_message(result.trials, result.tuner))
+    failed = [trial for trial in result.trials if trial.status != COMPLETED]
+    if failed:
+        reason = (failed[0].message or "").strip().splitlines()[-1:] or ["no message"]
+        logger.warning(
+            f"{len(failed)} of {len(result.trials)} trials failed (trial "
+            f"{failed[0].trial_id}: {reason[0]}); results has them with status FAILED"
+        )

@@ -1,0 +1,296 @@
+"""`tune`: a KerasTuner search over the whole two-phase fine-tuning recipe."""
+
+import inspect
+import os
+from collections.abc import Mapping, Sequence
+
+import keras_tuner
+
+from transferkit.features import FeatureCache
+from transferkit.tuning import distributed
+from transferkit.tuning.hypermodel import FineTunerHyperModel
+from transferkit.tuning.inputs import resolve_class_weight, resolve_data
+from transferkit.tuning.project import check_same_search, search_settings, write_settings
+from transferkit.tuning.results import TuneResult, raise_if_no_success
+
+# Random search is the default: `tune`'s docstring says why.
+TUNERS = {
+    "random": keras_tuner.RandomSearch,
+    "bayesian": keras_tuner.BayesianOptimization,
+    "hyperband": keras_tuner.Hyperband,
+    "grid": keras_tuner.GridSearch,
+}
+
+
+def tune(
+    data,
+    labels=None,
+    *,
+    backbones: str | Sequence[str] = "resnet50",
+    validation_data=None,
+    validation_split: float = 0.2,
+    epochs: int = 5,
+    max_trials: int = 10,
+    tuner: "str | type[keras_tuner.Tuner]" = "random",
+    search_space: Mapping | None = None,
+    objective: str = "val_accuracy",
+    weights: "str | os.PathLike | None | Mapping" = "imagenet",
+    input_shape: tuple[int, int, int] | int | None = None,
+    optimizer: str = "adam",
+    augmentation="flip",
+    augment_copies: int = 2,
+    cache_features: "bool | FeatureCache" = True,
+    batch_size: int = 32,
+    class_weight: "dict | str | None" = None,
+    callbacks: list | None = None,
+    directory: str | os.PathLike = "transferkit_tuning",
+    project_name: str = "search",
+    overwrite: bool = False,
+    seed: int | None = 0,
+    tuner_options: Mapping | None = None,
+    verbose: int = 1,
+) -> TuneResult:
+    """Searches the fine-tuning recipe's hyperparameters with KerasTuner.
+
+    Resolves the data once (one scan, one stratified split with `seed`), so
+    every trial trains and validates on the same images, then runs a
+    KerasTuner search of a `FineTunerHyperModel`: the backbone among
+    `backbones`, the head's depth, width and dropout, its learning rate,
+    whether and after how many frozen epochs the backbone unfreezes, how many
+    of its blocks and the fine-tuning learning rate (see
+    `FineTunerHyperModel` for each default and range). Trials that share a
+    backbone compute its features once: a search over the head costs about one
+    pass of the backbone over the data, not one per trial and epoch. Each
+    trial clears the Keras session when it ends.
+
+    The search is KerasTuner's own, in `directory/project_name`: with
+    `overwrite=False` (the default) running the same call again continues an
+    interrupted search, redoing no finished trial (a different search in the
+    same folder is an error). Any KerasTuner tuner runs it. The default is
+    random search. With the features cached, a head trial's cost hardly
+    depends on its epochs (measured with MobileNet at 160 px: about 1 s to
+    build the model with its weights, about 1 s to train the head 3 epochs
+    on 3200 cached feature vectors), so Hyperband's saving of epochs buys
+    little there, while random search runs exactly `max_trials` distinct
+    configurations, needs no extra package and never holds a worker of a
+    distributed search idle (Hyperband's oracle does while its last brackets
+    finish). Bayesian optimisation samples at random until it has `3 x`
+    (number of hyperparameters) results (27 for the default space with one
+    backbone, 18 for a head search), so in a search of that size it is random
+    search that also needs scikit-learn. KerasTuner's Hyperband takes no
+    `max_trials`; here it caps Hyperband's trials. `bench/tuning.py
+    --compare-tuners` runs the tuners side by side on the same budget.
+
+    Distributed: set `KERASTUNER_ORACLE_IP`, `KERASTUNER_ORACLE_PORT` and
+    `KERASTUNER_TUNER_ID` (`chief`, `worker0`, `worker1`, ...) and run this
+    same call in every process; see `transferkit.tuning.distributed`.
+
+    Args:
+        data: The labelled training images, in any form `FineTuner.fit`
+            accepts (a folder, a DataFrame, paths with `labels`, arrays, an
+            `ImageSource`).
+        labels: array-like or None. Labels for a list of paths or an array.
+        backbones: str or sequence of str. Backbone names to choose among.
+            Defaults to `"resnet50"`.
+        validation_data: Validation images in any such form, or None to hold
+            out `validation_split` of `data`. Defaults to `None`.
+        validation_split: float. Fraction of each class held out for
+            validation when `validation_data` is None. Defaults to `0.2`.
+        epochs: int. Epochs per trial, frozen ones included (Hyperband's
+            `max_epochs`). Defaults to `5`.
+        max_trials: int. Trials to run at most, >= 1 (on a resumed search:
+            in total). Defaults to `10`.
+        tuner: str or a `keras_tuner.Tuner` subclass. `"random"`,
+            `"bayesian"` (needs scikit-learn), `"hyperband"` or `"grid"`, or a
+            tuner class. Defaults to `"random"`.
+        search_space: dict or None. Overrides by hyperparameter name (a value
+            fixes it, a list makes it a choice, a dict changes its default
+            range's arguments, a keras_tuner hyperparameter replaces it);
+            `{"unfreeze": False}` searches the head alone. Defaults to `None`.
+        objective: str. The history column to optimise: `"val_accuracy"`
+            (maximised), `"val_loss"` (minimised), `"accuracy"` or `"loss"`.
+            Defaults to `"val_accuracy"`.
+        weights: str, path, None or dict. As `FineTuner`'s; a dict maps
+            backbone names to weights. Defaults to `"imagenet"`.
+        input_shape: tuple or int or None. As `FineTuner`'s.
+        optimizer: str. As `FineTuner`'s. Defaults to `"adam"`.
+        augmentation: str, layer or None. As `FineTuner`'s. Defaults to
+            `"flip"`.
+        augment_copies: int. As `FineTuner`'s. Defaults to `2`.
+        cache_features: bool or `FeatureCache`. `True` shares the process's
+            feature cache between trials; `False` runs the backbone in every
+            frozen epoch, as plain KerasTuner would. Defaults to `True`.
+        batch_size: int. Defaults to `32`.
+        class_weight: dict, `"balanced"` or None. Class index (or class name)
+            -> weight, applied in every trial; `"balanced"` weighs each class
+            by the inverse of its share of the training images. Defaults to
+            `None`.
+        callbacks: list or None. Keras callbacks for every trial (deep-copied
+            per trial by KerasTuner). Defaults to `None`.
+        directory: str or path. KerasTuner's folder for the search. Defaults
+            to `"transferkit_tuning"`.
+        project_name: str. The search's sub-folder. Defaults to `"search"`.
+        overwrite: bool. Start afresh, deleting a previous search in the same
+            folder. Defaults to `False` (continue it).
+        seed: int or None. Seeds the split, the tuner and every trial's
+            FineTuner. Defaults to `0`.
+        tuner_options: dict or None. More arguments for the tuner class, e.g.
+            `{"factor": 3}` for Hyperband or `{"executions_per_trial": 2}`.
+        verbose: int. `0` silent, `1` KerasTuner's summary of each trial, `2`
+            also Keras's line per epoch. Defaults to `1`.
+
+    Returns:
+        A `TuneResult`: `results` (a DataFrame, one row per trial),
+        `best_hyperparameters`, `best_finetuner()` and `plot()`.
+
+    Raises:
+        ValueError: for an empty search space, an unknown hyperparameter or
+            tuner name, `max_trials` < 1, or data that can't be validated on.
+        RuntimeError: if the search ends with no successful trial (KerasTuner
+            itself only prints failed trials), with the first error.
+
+    Example:
+
+    ```python
+    import transferkit as tk
+    result = tk.tune("data/train", backbones=["mobilenetv2", "efficientnetb0"],
+                     epochs=4, max_trials=12)
+    result.results.sort_values("val_accuracy", ascending=False).head()
+    ft = result.best_finetuner()
+    ft.save("best.keras")
+    result.plot("search.png")
+    ```
+    """
+    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
+        raise ValueError(
+            "`max_trials` must be an integer >= 1: the number of trials to run at most. "
+            f"Received: max_trials={max_trials!r}"
+        )
+    tuner_class = _tuner_class(tuner)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be an integer >= 1. Received: batch_size={batch_size!r}"
+        )
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose!r}")
+    role = distributed.role()
+    if role != "single" and seed is None and validation_data is None:
+        raise ValueError(
+            "A distributed search with seed=None would draw a different validation split in "
+            "every process. Pass seed=<int> (the same everywhere) or validation_data=..."
+        )
+
+    train, validation = resolve_data(data, labels, validation_data, validation_split, seed)
+    class_weight = resolve_class_weight(class_weight, train)
+    hypermodel = FineTunerHyperModel(
+        train.class_names,
+        backbones,
+        epochs=epochs,
+        search_space=search_space,
+        weights=weights,
+        input_shape=input_shape,
+        optimizer=optimizer,
+        augmentation=augmentation,
+        augment_copies=augment_copies,
+        cache_features=cache_features,
+        objective=objective,
+        seed=seed,
+    )
+    settings = search_settings(
+        hypermodel, train, validation, tuner_class, batch_size, class_weight
+    )
+    project_dir = os.path.join(os.fspath(directory), project_name)
+    if role == "worker":
+        overwrite = False  # only the chief may delete the search's records
+    elif not overwrite:
+        check_same_search(project_dir, settings)
+
+    search = make_tuner(
+        tuner_class,
+        hypermodel,
+        max_trials=max_trials,
+        epochs=epochs,
+        seed=seed,
+        directory=directory,
+        project_name=project_name,
+        overwrite=overwrite,
+        options=tuner_options,
+    )
+    if role != "worker":
+        write_settings(search.project_dir, settings)
+
+    fit_options = {"batch_size": batch_size, "class_weight": class_weight}
+    search_kwargs = dict(fit_options, validation_data=validation, epochs=epochs)
+    search_kwargs["callbacks"] = list(callbacks or [])
+    if verbose == 2:
+        search_kwargs["verbose"] = 2  # KerasTuner hands it on to fit
+    elif role != "worker":
+        search.oracle.verbose = verbose
+    try:
+        search.search(train, **search_kwargs)
+    except RuntimeError as error:
+        if "consecutive failures" not in str(error):
+            raise
+        limit = getattr(search.oracle, "max_consecutive_failed_trials", 3)
+        raise RuntimeError(
+            "The search stopped: trials failed one after another (KerasTuner stops after "
+            f"{limit} in a row). The last error:\n{error}"
+        ) from error
+
+    result = TuneResult(search, hypermodel, train, validation, fit_options)
+    if role != "worker":
+        raise_if_no_success(result)
+    return result
+
+
+def _tuner_class(tuner):
+    if isinstance(tuner, type) and issubclass(tuner, keras_tuner.Tuner):
+        return tuner
+    if isinstance(tuner, str) and tuner.lower() in TUNERS:
+        return TUNERS[tuner.lower()]
+    raise ValueError(
+        f"Unknown tuner {tuner!r}. Use one of {sorted(TUNERS)} or a keras_tuner.Tuner "
+        "subclass such as keras_tuner.Hyperband."
+    )
+
+
+def make_tuner(
+    tuner_class,
+    hypermodel: FineTunerHyperModel,
+    *,
+    max_trials: int,
+    epochs: int,
+    seed: int | None,
+    directory,
+    project_name: str,
+    overwrite: bool,
+    options: Mapping | None = None,
+) -> keras_tuner.Tuner:
+    """Builds a KerasTuner tuner of `tuner_class` around the hypermodel."""
+    parameters = inspect.signature(tuner_class.__init__).parameters
+    kwargs = {
+        "hypermodel": hypermodel,
+        "objective": hypermodel.objective,
+        # KerasTuner's oracles take a seed of 0 for no seed at all.
+        "seed": None if seed is None else seed + 1,
+        "directory": os.fspath(directory),
+        "project_name": project_name,
+        "overwrite": overwrite,
+    }
+    if "max_trials" in parameters:
+        kwargs["max_trials"] = max_trials
+    if "max_epochs" in parameters:
+        kwargs["max_epochs"] = epochs
+    kwargs.update(options or {})
+    try:
+        tuner = tuner_class(**kwargs)
+    except ImportError as error:
+        raise ImportError(
+            f"{tuner_class.__name__} needs a package that is not installed: {error}. Install "
+            "it (BayesianOptimization needs scikit-learn and scipy: pip install "
+            "scikit-learn), or use tuner='random'."
+        ) from error
+    if "max_trials" not in parameters:
+        # Hyperband takes no max_trials; its oracle's base class honours the cap.
+        tuner.oracle.max_trials = max_trials
+    return tuner
