@@ -1,0 +1,125 @@
+"""`transferkit tune`: a KerasTuner search over the fine-tuning recipe, written to a folder."""
+
+import argparse
+import sys
+
+from transferkit.cli.parsing import add_column_options, add_command, check_int
+
+TUNERS = ("random", "bayesian", "hyperband", "grid")
+OUTPUTS = ("results.csv", "search.png", "best_model.keras", "keras_tuner")
+
+DESCRIPTION = """\
+Search the two-phase fine-tuning recipe (backbone, head width/depth/dropout, head learning
+rate, frozen epochs, how far to unfreeze, fine-tune learning rate) with KerasTuner, every
+trial on the same stratified validation split of DATA, and write:
+  results.csv        one row per trial: hyperparameters, best validation accuracy, its
+                     epoch, seconds
+  search.png         the objective per trial and against each hyperparameter
+  best_model.keras   the best trial's classifier
+  keras_tuner/       KerasTuner's own project folder (--resume continues from it)
+Trials that share a backbone reuse its cached features for their frozen phase.
+--head-only searches the head on a frozen backbone (fast: one feature pass in all)."""
+
+EXAMPLE = """\
+transferkit tune data/train --out runs/search --backbones mobilenet resnet50 --max-trials 10
+transferkit tune data/train --out runs/search --head-only --epochs 20 --resume"""
+
+
+def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
+    """Adds the `tune` command to the `transferkit` parser."""
+    parser = add_command(
+        subparsers,
+        "tune",
+        parents,
+        summary="search the fine-tuning recipe's hyperparameters with KerasTuner",
+        description=DESCRIPTION,
+        example=EXAMPLE,
+    )
+    parser.add_argument("data", metavar="DATA", help="training images: a folder or a CSV file")
+    parser.add_argument("--out", required=True, metavar="DIR", help="the folder to write")
+    parser.add_argument(
+        "--backbones",
+        nargs="+",
+        default=["resnet50"],
+        metavar="NAME",
+        help="backbones to choose among (default: resnet50)",
+    )
+    parser.add_argument(
+        "--weights",
+        default="imagenet",
+        metavar="imagenet|none|PATH",
+        help="the backbone's starting weights, as for fit (default: imagenet)",
+    )
+    parser.add_argument("--epochs", type=int, default=5, metavar="N", help="per trial (default 5)")
+    parser.add_argument("--max-trials", type=int, default=10, metavar="N", help="(default: 10)")
+    parser.add_argument("--tuner", choices=TUNERS, default="random", help="(default: random)")
+    parser.add_argument(
+        "--head-only", action="store_true", help="keep the backbone frozen in every trial"
+    )
+    parser.add_argument("--input-size", type=int, metavar="N", help="square input size")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="(default: 32)")
+    parser.add_argument(
+        "--validation-split", type=float, default=0.2, metavar="FRACTION", help="(default: 0.2)"
+    )
+    add_column_options(parser)
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="(default: 0)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--resume", action="store_true", help="continue an interrupted search in --out"
+    )
+    group.add_argument(
+        "--overwrite", action="store_true", help="start afresh, replacing the files above"
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carries out `transferkit tune` (see the command's `--help`)."""
+    from transferkit.cli.fit import _check_backbone, _weights
+    from transferkit.cli.inputs import check_data_path, read_labelled
+    from transferkit.cli.outputs import check_output_folder
+    from transferkit.cli.runtime import deferred_warnings, import_tensorflow
+
+    check_int(args.epochs, "--epochs")
+    check_int(args.max_trials, "--max-trials")
+    check_int(args.batch_size, "--batch-size")
+    if args.input_size is not None:
+        check_int(args.input_size, "--input-size")
+    out = check_output_folder(args.out, OUTPUTS, args.overwrite or args.resume, "--out")
+    check_data_path(args.data)
+    weights = _weights(args.weights)
+
+    import_tensorflow()
+    for name in args.backbones:
+        _check_backbone(name)
+    from transferkit.tuning import tune
+
+    with deferred_warnings():
+        source = read_labelled(args.data, args.path_column, args.label_column)
+    result = tune(
+        source,
+        backbones=args.backbones,
+        weights=weights,
+        input_shape=args.input_size,
+        epochs=args.epochs,
+        max_trials=args.max_trials,
+        tuner=args.tuner,
+        search_space={"unfreeze": False} if args.head_only else None,
+        validation_split=args.validation_split,
+        batch_size=args.batch_size,
+        directory=out,
+        project_name="keras_tuner",
+        overwrite=not args.resume,
+        seed=args.seed,
+        verbose=1 if sys.stdout.isatty() else 0,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    result.results.to_csv(out / "results.csv", index=False)
+    result.plot(out / "search.png")
+    result.best_finetuner().save(out / "best_model.keras", overwrite=True)
+    best = result.results[result.objective].max()
+    print(f"{len(result.results)} trials; best {result.objective} {best:.4f}")
+    print(result.results.to_string(index=False, max_colwidth=24))
+    print(f"Wrote {out}: results.csv, search.png, best_model.keras, keras_tuner/")
+    return 0
