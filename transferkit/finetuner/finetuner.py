@@ -189,6 +189,7 @@ class FineTuner:
     # === Building ===
     @property
     def built(self) -> bool:
+        """Whether the model exists (after `build()` or the first `fit`)."""
         return self.model is not None
 
     @property
@@ -198,11 +199,13 @@ class FineTuner:
 
     @property
     def head(self) -> ClassificationHead:
+        """The model's `ClassificationHead` layer (with its class names)."""
         self._require_built("head")
         return self.model.get_layer(HEAD_NAME)
 
     @property
     def backbone(self) -> keras.Model:
+        """The nested backbone model inside `self.model`."""
         self._require_built("backbone")
         return classifier_parts(self.model)[1]
 
@@ -590,6 +593,12 @@ def load(path: str | os.PathLike) -> FineTuner:
 
     Plain `keras.saving.load_model(path)` works too once transferkit is
     imported; this also restores the class names and settings around it.
+
+    Args:
+        path: str or path. A `.keras` file written by `FineTuner.save`.
+
+    Returns:
+        A `FineTuner` ready to `predict`, `evaluate`, `save` or `fit` on.
 
     Raises:
         FileNotFoundError: if there is no file at `path`.

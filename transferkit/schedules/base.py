@@ -28,6 +28,7 @@ class Phase:
 
     @property
     def epochs(self) -> int:
+        """Number of epochs in the phase."""
         return self.end_epoch - self.start_epoch
 
     @property

@@ -1,5 +1,6 @@
 """The built-in schedules: from a linear probe to gradual unfreezing."""
 
+import dataclasses
 from collections.abc import Sequence
 
 import keras
@@ -161,6 +162,11 @@ class GradualUnfreeze(Schedule):
             count = (step + 1) * self.blocks_per_step
             if self.max_blocks is not None:
                 count = min(count, self.max_blocks)
+            if phases and phases[-1].trainable_blocks == count:
+                # Capped by max_blocks: the same blocks go on training in one phase,
+                # without a needless recompile and a new warm-up.
+                phases[-1] = dataclasses.replace(phases[-1], end_epoch=end)
+                continue
             phases.append(
                 Phase(f"top {count} {self.unit}", start, end, count, self.unfrozen_learning_rate)
             )

@@ -1,0 +1,202 @@
+"""Runs the documentation's Python snippets, as a reader would paste them.
+
+Each page's ```python blocks run in order, in one namespace, in a fresh temporary
+working directory with transferkit's cache inside it. A block preceded by
+`<!-- skip: reason -->` is not run (it needs real weights, the internet or long
+training); see `docs_snippets.py`. Tracebacks point at the Markdown file and line.
+
+    python -m pytest tests/docs -k "getting-started"    # one page
+"""
+
+import importlib
+import pkgutil
+import re
+import time
+from pathlib import Path
+
+import pytest
+from docs_snippets import doc_pages, find_commands, find_snippets, results_markers
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+PAGES = doc_pages(DOCS)
+SNIPPETS = {page: find_snippets(page.read_text(), str(page.relative_to(ROOT))) for page in PAGES}
+RUNNABLE_PAGES = [
+    page for page, found in SNIPPETS.items() if any(not s.skip_reason for s in found)
+]
+
+# The site must keep exercising the library: if a rewrite drops below these, it
+# dropped runnable examples (or the parser stopped finding them).
+MIN_RUNNABLE_SNIPPETS = 40
+MIN_RUNNABLE_PAGES = 9
+MAX_SKIPPED_SNIPPETS = 12
+
+RESULTS_NAMES = {"schedules", "feature_cache", "cats_vs_dogs", "keras_recipe", "tuning"}
+
+# Sub-packages whose public names need not be in the API reference.
+INTERNAL_PACKAGES = {"demos", "utils", "version"}
+
+
+def _page_id(page: Path) -> str:
+    return str(page.relative_to(DOCS).with_suffix(""))
+
+
+@pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=_page_id)
+def test_page_snippets_run(page, tmp_path, monkeypatch):
+    import keras
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRANSFERKIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    keras.utils.clear_session()
+    namespace = {"__name__": "__docs__"}
+    runnable = [snippet for snippet in SNIPPETS[page] if not snippet.skip_reason]
+    ran = 0
+    started = time.perf_counter()
+    for snippet in runnable:
+        # Leading newlines make the line numbers of a traceback those of the page.
+        code = compile("\n" * snippet.line + snippet.code, str(page), "exec")
+        exec(code, namespace)
+        ran += 1
+    assert ran == len(runnable) > 0
+    print(f"{_page_id(page)}: {ran} snippets in {time.perf_counter() - started:.1f}s")
+
+
+def test_the_docs_keep_enough_runnable_snippets():
+    found = [snippet for snippets in SNIPPETS.values() for snippet in snippets]
+    runnable = [snippet for snippet in found if not snippet.skip_reason]
+    skipped = [snippet for snippet in found if snippet.skip_reason]
+    assert len(runnable) >= MIN_RUNNABLE_SNIPPETS, f"only {len(runnable)} runnable snippets"
+    assert len(RUNNABLE_PAGES) >= MIN_RUNNABLE_PAGES
+    assert len(skipped) <= MAX_SKIPPED_SNIPPETS, "\n".join(
+        f"{s.page}:{s.line}: {s.skip_reason}" for s in skipped
+    )
+
+
+def test_find_snippets_reads_indented_blocks_and_skip_markers():
+    text = "\n".join(
+        [
+            "Intro.",
+            "```python",
+            "x = 1",
+            "```",
+            '??? example "Data"',
+            "",
+            "    ```python",
+            "    def f():",
+            "        return 2",
+            "    ```",
+            "<!-- skip: needs ImageNet weights -->",
+            "",
+            "```python",
+            "tk.FineTuner('resnet50')",
+            "```",
+            "```bash",
+            "transferkit fit data/train",
+            "```",
+        ]
+    )
+    first, second, third = find_snippets(text, "page.md")
+    assert (first.line, first.code, first.skip_reason) == (2, "x = 1\n", None)
+    assert (second.line, second.code) == (7, "def f():\n    return 2\n")
+    assert second.skip_reason is None
+    assert third.skip_reason == "needs ImageNet weights"
+
+
+def test_find_snippets_refuses_an_unclosed_fence():
+    with pytest.raises(ValueError, match=r"page.md:1: a code fence is never closed"):
+        find_snippets("```python\nx = 1\n", "page.md")
+
+
+def test_the_documented_commands_parse():
+    from transferkit.cli import build_parser
+
+    commands = [
+        (page, line, arguments)
+        for page in PAGES
+        for line, arguments in find_commands(page.read_text())
+    ]
+    assert len(commands) >= 10
+    for page, line, arguments in commands:
+        try:
+            build_parser().parse_args(arguments)
+        except SystemExit as exit:  # argparse's way of refusing a command line
+            pytest.fail(f"{page}:{line}: `transferkit {' '.join(arguments)}` exits with {exit}")
+
+
+def test_find_commands_reads_bash_blocks_only():
+    text = "```bash\ntranskit x\ntransferkit fit data --out runs/a  # a comment\n"
+    text += "transferkit evaluate m.keras data --json > metrics.json\n```\n"
+    text += "```text\ntransferkit fit DATA [--seed N]\n```\n"
+    assert find_commands(text) == [
+        (3, ["fit", "data", "--out", "runs/a"]),
+        (4, ["evaluate", "m.keras", "data", "--json"]),
+    ]
+
+
+def test_results_markers_are_known_and_appear_once():
+    names = [name for page in PAGES for name in results_markers(page.read_text())]
+    assert set(names) <= RESULTS_NAMES, set(names) - RESULTS_NAMES
+    assert len(names) == len(set(names)), names
+
+
+def _documented_objects() -> dict[int, str]:
+    """`id` of every object rendered by a `::: identifier` line of the reference."""
+    documented = {}
+    for page in (DOCS / "reference").glob("*.md"):
+        for identifier in re.findall(r"^::: ([\w.]+)", page.read_text(), flags=re.M):
+            module_name, _, attribute = identifier.rpartition(".")
+            try:
+                obj = getattr(importlib.import_module(module_name), attribute)
+            except (ImportError, AttributeError):
+                obj = importlib.import_module(identifier)
+            documented[id(obj)] = identifier
+    return documented
+
+
+def _public_objects():
+    import transferkit
+
+    modules = [transferkit]
+    for info in pkgutil.iter_modules(transferkit.__path__):
+        if not info.name.startswith("_") and info.name not in INTERNAL_PACKAGES:
+            modules.append(importlib.import_module(f"transferkit.{info.name}"))
+    for module in modules:
+        names = getattr(module, "__all__", None)
+        if names is None:
+            names = [
+                name
+                for name, value in vars(module).items()
+                if not name.startswith("_")
+                and getattr(value, "__module__", None) == module.__name__
+            ]
+        for name in names:
+            value = getattr(module, name)
+            # Constants and sub-modules are listed on the reference's index page.
+            if callable(value) and not isinstance(value, type(transferkit)):
+                yield f"{module.__name__}.{name}", value
+
+
+def test_the_api_reference_covers_every_public_name():
+    documented = _documented_objects()
+    missing = sorted({name for name, value in _public_objects() if id(value) not in documented})
+    assert not missing, f"add `::: name` lines under docs/reference/ for: {missing}"
+
+
+def test_the_backbones_table_matches_the_registry():
+    import transferkit as tk
+
+    text = (DOCS / "guide" / "backbones.md").read_text()
+    table = text.split("<!-- backbones-table -->")[1]
+    rows = re.findall(r"^\| `(\w+)` \| `(\w+)` \| (\d+) \| (\d+) \| `(\w+)` \|", table, flags=re.M)
+    expected = [
+        (
+            spec.name,
+            spec.application,
+            str(spec.default_size),
+            str(spec.min_size),
+            spec.preprocessing,
+        )
+        for spec in tk.backbones.BACKBONES.values()
+    ]
+    assert rows == expected
