@@ -155,36 +155,6 @@ def _check_arguments(args) -> None:
         )
 
 
-def _weights(value: str):
-    if value.lower() == "none":
-        return None
-    if value.lower() == "imagenet":
-        return "imagenet"
-    if not os.path.isfile(os.path.expanduser(value)):
-        raise FileNotFoundError(
-            f"No weights file at {value!r} (--weights). Pass imagenet, none, or the path of a "
-            "weights file of the backbone without its top."
-        )
-    return os.path.expanduser(value)
-
-
-def _check_backbone(name: str) -> None:
-    import difflib
-
-    from transferkit.backbones import get_backbone_spec, list_backbones
-
-    try:
-        get_backbone_spec(name)
-    except ValueError:
-        names = list(list_backbones()["name"])
-        close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.6)
-        hint = f" Did you mean {' or '.join(close)}?" if close else ""
-        raise ValueError(
-            f"Unknown backbone {name!r}.{hint} `transferkit backbones` lists the "
-            f"{len(names)} available names."
-        ) from None
-
-
 def _schedule(args):
     from transferkit import schedules
 
@@ -198,7 +168,7 @@ def _schedule(args):
 
 def run(args: argparse.Namespace) -> int:
     """Carries out `transferkit fit` (see the command's `--help`)."""
-    from transferkit.cli.inputs import check_data_path
+    from transferkit.cli.inputs import check_backbone, check_data_path, weights_argument
     from transferkit.cli.outputs import check_output_folder
 
     # Everything that can be checked without TensorFlow is, so mistakes fail in a blink.
@@ -207,12 +177,12 @@ def run(args: argparse.Namespace) -> int:
     check_data_path(args.data)
     if args.validation_data is not None:
         check_data_path(args.validation_data, "--validation-data")
-    weights = _weights(args.weights)
+    weights = weights_argument(args.weights)
 
     from transferkit.cli.runtime import import_tensorflow
 
     import_tensorflow()
-    _check_backbone(args.backbone)
+    check_backbone(args.backbone)
     from transferkit.finetuner import FineTuner
 
     finetuner = FineTuner(

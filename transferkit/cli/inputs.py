@@ -164,3 +164,35 @@ def load_model(model: str):
         raise ValueError(
             f"Could not load a transferkit model from {model!r}: {reason}. {advice}"
         ) from error
+
+
+def weights_argument(value: str):
+    """Turns --weights (imagenet, none or a file) into FineTuner's `weights`."""
+    if value.lower() == "none":
+        return None
+    if value.lower() == "imagenet":
+        return "imagenet"
+    if not os.path.isfile(os.path.expanduser(value)):
+        raise FileNotFoundError(
+            f"No weights file at {value!r} (--weights). Pass imagenet, none, or the path of a "
+            "weights file of the backbone without its top."
+        )
+    return os.path.expanduser(value)
+
+
+def check_backbone(name: str) -> None:
+    """Checks a --backbone name, suggesting close ones and `transferkit backbones`."""
+    import difflib
+
+    from transferkit.backbones import get_backbone_spec, list_backbones
+
+    try:
+        get_backbone_spec(name)
+    except ValueError:
+        names = list(list_backbones()["name"])
+        close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise ValueError(
+            f"Unknown backbone {name!r}.{hint} `transferkit backbones` lists the "
+            f"{len(names)} available names."
+        ) from None

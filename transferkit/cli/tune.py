@@ -76,8 +76,12 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Carries out `transferkit tune` (see the command's `--help`)."""
-    from transferkit.cli.fit import _check_backbone, _weights
-    from transferkit.cli.inputs import check_data_path, read_labelled
+    from transferkit.cli.inputs import (
+        check_backbone,
+        check_data_path,
+        read_labelled,
+        weights_argument,
+    )
     from transferkit.cli.outputs import check_output_folder
     from transferkit.cli.runtime import deferred_warnings, import_tensorflow
 
@@ -88,11 +92,11 @@ def run(args: argparse.Namespace) -> int:
         check_int(args.input_size, "--input-size")
     out = check_output_folder(args.out, OUTPUTS, args.overwrite or args.resume, "--out")
     check_data_path(args.data)
-    weights = _weights(args.weights)
+    weights = weights_argument(args.weights)
 
     import_tensorflow()
     for name in args.backbones:
-        _check_backbone(name)
+        check_backbone(name)
     from transferkit.tuning import tune
 
     with deferred_warnings():

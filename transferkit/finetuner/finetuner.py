@@ -280,6 +280,27 @@ class FineTuner:
             self.skipped = pd.concat([self.skipped, source.skipped], ignore_index=True)
         return source
 
+    def _training_source(self, data, labels) -> ImageSource:
+        """Labelled training data, encoded with the model's classes once it has them."""
+        known = self.class_names if self.built and self._classes_from_data else None
+        source = self._source(data, labels, class_names=known)
+        if source.class_names is not None and len(source.class_names) < 2:
+            raise ValueError(
+                f"Training needs at least 2 classes; the data has {source.class_names}."
+            )
+        return source
+
+    def _build_for(self, source: ImageSource) -> None:
+        """Builds the model for the source's classes, or checks they are the model's."""
+        if not self.built:
+            self.build(source.class_names)
+            self._classes_from_data = source.class_names is not None
+        elif source.class_names is not None and list(source.class_names) != self.class_names:
+            raise ValueError(
+                f"The data's classes {source.class_names} differ from the model's "
+                f"{self.class_names}."
+            )
+
     # === Training ===
     def fit(
         self,
@@ -364,12 +385,7 @@ class FineTuner:
             # The validation split must be the same when the run resumes.
             split_seed = int(np.random.default_rng().integers(2**31))
 
-        known = self.class_names if self.built and self._classes_from_data else None
-        source = self._source(data, labels, class_names=known)
-        if source.class_names is not None and len(source.class_names) < 2:
-            raise ValueError(
-                f"Training needs at least 2 classes; the data has {source.class_names}."
-            )
+        source = self._training_source(data, labels)
         if validation_data is not None:
             train = source
             validation = self._source(validation_data, class_names=source.class_names)
@@ -378,14 +394,7 @@ class FineTuner:
         else:
             train, validation = source, None
 
-        if not self.built:
-            self.build(source.class_names)
-            self._classes_from_data = source.class_names is not None
-        elif source.class_names is not None and list(source.class_names) != self.class_names:
-            raise ValueError(
-                f"The data's classes {source.class_names} differ from the model's "
-                f"{self.class_names}."
-            )
+        self._build_for(source)
 
         rows = list(state["history"]) if state else []
         done = state["epochs_done"] if state else 0
@@ -468,15 +477,12 @@ class FineTuner:
         ft.fit("data/train", schedule=tk.FreezeUnfreeze(learning_rate=result.suggestion))
         ```
         """
-        known = self.class_names if self.built and self._classes_from_data else None
-        source = self._source(data, labels, class_names=known)
+        source = self._training_source(data, labels)
         if source.dataset is not None:
             raise ValueError(
                 "find_lr needs images it can cache: pass files or arrays, not a tf.data.Dataset."
             )
-        if not self.built:
-            self.build(source.class_names)
-            self._classes_from_data = source.class_names is not None
+        self._build_for(source)
         self.backbone.trainable = False
         features, feature_labels = cached_features(self, source, batch_size, None, 1)
         return find_learning_rate(
