@@ -97,12 +97,16 @@ def fit_cached(finetuner, run: PhaseRun) -> None:
     views = finetuner.augment_copies if run.augmentation is not None else 1
     # Bars only where Keras draws bars too; logs and pipes (verbose=2) get the summary line.
     progress = 1 if run.verbose in (1, "auto") else 0
+    # Hashing the backbone's weights costs a pass over them (100 MB for ResNet50): once.
+    digest = model_fingerprint(finetuner.backbone)
     features, labels = cached_features(
-        finetuner, run.train, run.batch_size, run.augmentation, views, progress
+        finetuner, run.train, run.batch_size, run.augmentation, views, progress, digest
     )
     validation = None
     if run.validation is not None:
-        validation = cached_features(finetuner, run.validation, run.batch_size, None, 1)
+        validation = cached_features(
+            finetuner, run.validation, run.batch_size, None, 1, backbone_digest=digest
+        )
     model = head_model(finetuner.head, features.shape[1:])
     compile_for_phase(finetuner, model, run, math.ceil(len(features) / run.batch_size))
     model.fit(
@@ -120,14 +124,19 @@ def fit_cached(finetuner, run: PhaseRun) -> None:
     finetuner.model.stop_training = model.stop_training
 
 
-def cached_features(finetuner, source, batch_size, augmentation, views, verbose=0):
-    """`(features, labels)` of a source from the cache, computing them on a miss."""
+def cached_features(
+    finetuner, source, batch_size, augmentation, views, verbose=0, backbone_digest=None
+):
+    """`(features, labels)` of a source from the cache, computing them on a miss.
+
+    `backbone_digest` is `model_fingerprint(finetuner.backbone)` when the caller has it.
+    """
     cache = finetuner.cache_features
     if not isinstance(cache, FeatureCache):
         cache = default_cache()
     key = cache.make_key(
         source_fingerprint(source),
-        model_fingerprint(finetuner.backbone),
+        backbone_digest or model_fingerprint(finetuner.backbone),
         finetuner.image_size,
         views,
         None if augmentation is None else augmentation_key(augmentation),
