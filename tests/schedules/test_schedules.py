@@ -23,8 +23,18 @@ def test_built_in_plans():
         ("frozen", 0, 2, 0),
         ("unfrozen", 2, 5, None),
     ]
-    # Fewer epochs than the warm-up: the run is all warm-up.
-    assert spans(FreezeUnfreeze(frozen_epochs=3).plan(2)) == [("frozen", 0, 2, 0)]
+    # The default warms the head up for 3 epochs, then fine-tunes.
+    assert spans(FreezeUnfreeze().plan(5)) == [("frozen", 0, 3, 0), ("unfrozen", 3, 5, None)]
+    # Fewer epochs than the warm-up: it is shortened so the last epoch still fine-tunes ...
+    assert spans(FreezeUnfreeze(frozen_epochs=3).plan(2)) == [
+        ("frozen", 0, 1, 0),
+        ("unfrozen", 1, 2, None),
+    ]
+    assert spans(FreezeUnfreeze().plan(3)) == [("frozen", 0, 2, 0), ("unfrozen", 2, 3, None)]
+    # ... except in a one-epoch run, where a random head must not train the backbone.
+    assert spans(FreezeUnfreeze().plan(1)) == [("frozen", 0, 1, 0)]
+    # frozen_epochs=0 fine-tunes from the first epoch.
+    assert spans(FreezeUnfreeze(frozen_epochs=0).plan(2)) == [("unfrozen", 0, 2, None)]
     assert spans(GradualUnfreeze(blocks_per_step=2, max_blocks=3).plan(4)) == [
         ("frozen", 0, 1, 0),
         ("top 2 blocks", 1, 2, 2),

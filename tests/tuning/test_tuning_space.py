@@ -36,7 +36,7 @@ def test_every_hyperparameter_has_the_default_finetuners_value():
         "dropout": 0.2,
         "learning_rate": 1e-3,
         "unfreeze": True,
-        "frozen_epochs": 1,
+        "frozen_epochs": 2,  # the default 3, shortened to leave one of the 3 epochs unfrozen
         "fine_tune_learning_rate": 1e-4,
         "mobilenet/unfreeze_blocks": MOBILENET_BLOCKS,
     }
@@ -131,7 +131,7 @@ def test_search_space_overrides_each_kind():
         "dropout": 0.5,
         "learning_rate": 1e-3,
         "unfreeze": True,
-        "frozen_epochs": 1,
+        "frozen_epochs": 2,
         "fine_tune_learning_rate": 2e-5,
         "mobilenet/unfreeze_blocks": 2,
     }

@@ -88,7 +88,8 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
         "--frozen-epochs",
         type=int,
         metavar="N",
-        help="epochs of the frozen warm-up, for freeze_unfreeze and gradual_unfreeze (default: 1)",
+        help="epochs of the frozen warm-up, for freeze_unfreeze (default: 3) and "
+        "gradual_unfreeze (default: 1)",
     )
     parser.add_argument(
         "--learning-rate",

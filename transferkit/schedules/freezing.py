@@ -50,9 +50,18 @@ class FreezeUnfreeze(Schedule):
     learning rates that fall from the head into the backbone, with BatchNorm in
     inference mode.
 
+    The warm-up runs on cached backbone features (see `FineTuner`), so its
+    epochs cost little more than one forward pass over the data in all, and the
+    default gives the head three of them: with a single one the head is still
+    warming up when the backbone unfreezes (`bench/keras_recipe.py`). A
+    FreezeUnfreeze run always fine-tunes: when `epochs` does not leave room
+    for `frozen_epochs`, the warm-up is shortened so that the last epoch
+    trains the backbone (a one-epoch run stays frozen: a random head must not
+    train the backbone). Use `Freeze` for a head-only run.
+
     Args:
         frozen_epochs: int. Epochs of head warm-up with the backbone frozen.
-            Defaults to `1`.
+            Defaults to `3`.
         unfreeze_blocks: int or None. How many blocks, from the top, train after
             the warm-up; `None` unfreezes the whole backbone. Defaults to `None`.
         **kwargs: Learning-rate and BatchNorm arguments of `Schedule`.
@@ -61,9 +70,11 @@ class FreezeUnfreeze(Schedule):
 
     >>> FreezeUnfreeze(frozen_epochs=2).plan(5)[1]
     Phase(name='unfrozen', start_epoch=2, end_epoch=5, trainable_blocks=None, learning_rate=0.0001)
+    >>> [(phase.name, phase.epochs) for phase in FreezeUnfreeze().plan(2)]
+    [('frozen', 1), ('unfrozen', 1)]
     """
 
-    def __init__(self, frozen_epochs: int = 1, unfreeze_blocks: int | None = None, **kwargs):
+    def __init__(self, frozen_epochs: int = 3, unfreeze_blocks: int | None = None, **kwargs):
         super().__init__(**kwargs)
         _check_epochs("frozen_epochs", frozen_epochs)
         if unfreeze_blocks is not None:
@@ -72,7 +83,7 @@ class FreezeUnfreeze(Schedule):
         self.unfreeze_blocks = unfreeze_blocks
 
     def phases(self, epochs):
-        split = min(self.frozen_epochs, epochs)
+        split = min(self.frozen_epochs, max(epochs - 1, 1))
         name = "unfrozen" if self.unfreeze_blocks is None else f"top {self.unfreeze_blocks} blocks"
         return [
             Phase("frozen", 0, split, 0, self.learning_rate),
