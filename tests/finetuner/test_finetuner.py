@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pandas as pd
@@ -184,6 +186,30 @@ def test_a_second_fit_reuses_cached_features(image_folder, capfd):
     first = capfd.readouterr().err.count("computed")
     ft.fit(root, epochs=1, batch_size=8, verbose=0)
     assert first == 2 and capfd.readouterr().err.count("computed") == 0
+
+
+@pytest.mark.parametrize(
+    "schedule, augment_copies, views",
+    [
+        # A warm-up before unfreezing takes the plain images only: half the cost.
+        (tk.FreezeUnfreeze(frozen_epochs=1), None, 1),
+        # A head-only run: the cached views are all the augmentation the head gets.
+        (tk.Freeze(), None, 2),
+        (tk.FreezeUnfreeze(frozen_epochs=1), 3, 3),  # an explicit count wins
+    ],
+)
+def test_cached_views_follow_the_frozen_phases_role(
+    image_folder, capfd, schedule, augment_copies, views
+):
+    ft = tiny_finetuner(schedule=schedule, augment_copies=augment_copies)
+    ft.fit(image_folder(), epochs=2, batch_size=8, verbose=0)
+    # The training images first, then the validation images (always plain).
+    counts = re.findall(
+        r"computed (\d+) feature vectors \((\d+) view\(s\) of (\d+) images", capfd.readouterr().err
+    )
+    (vectors, got_views, images), validation = counts[0], counts[1]
+    assert int(got_views) == views and int(vectors) == views * int(images)
+    assert validation[1] == "1"
 
 
 def test_save_and_load_give_identical_predictions(image_folder, tmp_path):

@@ -75,9 +75,14 @@ class FineTuner:
         augmentation: str, layer or None. Random augmentation of training
             batches: `"flip"` (horizontal flips), `None`, or Keras
             preprocessing layers. Defaults to `"flip"`.
-        augment_copies: int. Views of each training image kept in the feature
-            cache (the plain image plus `augment_copies - 1` augmented ones).
-            Defaults to `2`.
+        augment_copies: int or None. Views of each training image kept in the
+            feature cache (the plain image plus `augment_copies - 1` augmented
+            ones); each costs one pass of the backbone. `None` picks by the
+            frozen phase's role: `2` when it ends the run (a head-only run, where
+            the cached views are all the augmentation the head ever sees), `1`
+            when the backbone unfreezes after it (a warm-up: the unfrozen epochs
+            see fresh augmentation, and a second view would double the warm-up's
+            cost; `bench/keras_recipe.py`). Defaults to `None`.
         cache_features: bool or `FeatureCache`. Whether frozen phases train the
             head on features computed once rather than running the backbone in
             every epoch. `True` uses the cache shared by the whole process
@@ -119,7 +124,7 @@ class FineTuner:
         schedule: str | schedules_module.Schedule = "freeze_unfreeze",
         optimizer: str = "adam",
         augmentation="flip",
-        augment_copies: int = 2,
+        augment_copies: int | None = None,
         cache_features: "bool | FeatureCache" = True,
         jit_compile: bool = False,
         validation_split: float = 0.2,
@@ -150,13 +155,13 @@ class FineTuner:
                 "`validation_split` must be in [0, 1). "
                 f"Received: validation_split={validation_split}"
             )
-        if (
+        if augment_copies is not None and (
             isinstance(augment_copies, bool)
             or not isinstance(augment_copies, int)
             or augment_copies < 1
         ):
             raise ValueError(
-                "`augment_copies` must be an integer >= 1. "
+                "`augment_copies` must be an integer >= 1, or None to choose by schedule. "
                 f"Received: augment_copies={augment_copies!r}"
             )
         augmentation_layer(augmentation, seed)  # validates early
@@ -429,6 +434,7 @@ class FineTuner:
                 augmentation=augmentation_layer(self.augmentation, self.seed),
                 verbose=verbose,
                 initial_epoch=max(phase.start_epoch, done),
+                last=phase is phases[-1],
             )
             (fit_cached if cached else fit_end_to_end)(self, run)
             if getattr(self.model, "stop_training", False):

@@ -41,6 +41,23 @@ class PhaseRun:
     augmentation: keras.layers.Layer | None
     verbose: object
     initial_epoch: int
+    last: bool = True  # whether this phase ends the run
+
+
+def cached_views(finetuner, run: PhaseRun) -> int:
+    """How many views of each training image a cached phase computes.
+
+    `FineTuner(augment_copies=None)` decides by the phase's role: a frozen phase
+    that ends the run gives the head all the augmentation it will ever see (2
+    views); a warm-up before unfreezing only has to bring the head close, and the
+    unfrozen epochs augment afresh, so it takes the plain images (1 view) at half
+    the cost.
+    """
+    if run.augmentation is None:
+        return 1
+    if finetuner.augment_copies is not None:
+        return finetuner.augment_copies
+    return 2 if run.last else 1
 
 
 def compile_for_phase(finetuner, model, run: PhaseRun, steps_per_epoch: int) -> None:
@@ -94,13 +111,14 @@ def fit_cached(finetuner, run: PhaseRun) -> None:
     mode (the head's weights are shared with the full model), minus the cost of
     running the backbone again in every epoch.
     """
-    views = finetuner.augment_copies if run.augmentation is not None else 1
+    views = cached_views(finetuner, run)
+    augmentation = run.augmentation if views > 1 else None
     # Bars only where Keras draws bars too; logs and pipes (verbose=2) get the summary line.
     progress = 1 if run.verbose in (1, "auto") else 0
     # Hashing the backbone's weights costs a pass over them (100 MB for ResNet50): once.
     digest = model_fingerprint(finetuner.backbone)
     features, labels = cached_features(
-        finetuner, run.train, run.batch_size, run.augmentation, views, progress, digest
+        finetuner, run.train, run.batch_size, augmentation, views, progress, digest
     )
     validation = None
     if run.validation is not None:

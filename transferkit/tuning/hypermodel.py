@@ -52,7 +52,7 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
     | `dropout` | `0.2` | 0.0-0.5, step 0.1 |
     | `learning_rate` | `1e-3` | 1e-4 to 1e-2, log |
     | `unfreeze` | `True` (`False` when `epochs` is 1) | True, False |
-    | `frozen_epochs` | `1` (when `unfreeze`) | int 1 to `epochs - 1` |
+    | `frozen_epochs` | `3`, at most `epochs - 1` (when `unfreeze`) | int 1 to `epochs - 1` |
     | `fine_tune_learning_rate` | `1e-4` (when `unfreeze`) | 1e-6 to 1e-3, log |
     | `<backbone>/unfreeze_blocks` | all its blocks (see below) | int 1 to its blocks |
 
@@ -94,7 +94,7 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
         optimizer: str. As `FineTuner`'s. Defaults to `"adam"`.
         augmentation: str, layer or None. As `FineTuner`'s. Defaults to
             `"flip"`.
-        augment_copies: int. As `FineTuner`'s. Defaults to `2`.
+        augment_copies: int or None. As `FineTuner`'s. Defaults to `None`.
         cache_features: bool or `FeatureCache`. Whether frozen epochs train
             the head on cached features (shared by every trial in the process;
             pass a `FeatureCache(persist=True)` to share them across processes
@@ -133,7 +133,7 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
         input_shape: tuple[int, int, int] | int | None = None,
         optimizer: str = "adam",
         augmentation="flip",
-        augment_copies: int = 2,
+        augment_copies: int | None = None,
         cache_features: "bool | FeatureCache" = True,
         validation_split: float = 0.2,
         objective: str = "val_accuracy",

@@ -38,7 +38,7 @@ def tune(
     input_shape: tuple[int, int, int] | int | None = None,
     optimizer: str = "adam",
     augmentation="flip",
-    augment_copies: int = 2,
+    augment_copies: int | None = None,
     cache_features: "bool | FeatureCache" = True,
     batch_size: int = 32,
     class_weight: "dict | str | None" = None,
@@ -116,7 +116,7 @@ def tune(
         optimizer: str. As `FineTuner`'s. Defaults to `"adam"`.
         augmentation: str, layer or None. As `FineTuner`'s. Defaults to
             `"flip"`.
-        augment_copies: int. As `FineTuner`'s. Defaults to `2`.
+        augment_copies: int or None. As `FineTuner`'s. Defaults to `None`.
         cache_features: bool or `FeatureCache`. `True` shares the process's
             feature cache between trials; `False` runs the backbone in every
             frozen epoch, as plain KerasTuner would. Defaults to `True`.
