@@ -132,7 +132,7 @@ def main():
     parser.add_argument("--image-size", type=int, default=160)
     parser.add_argument("--frozen-epochs", type=int, default=2)
     parser.add_argument("--unfrozen-epochs", type=int, default=1)
-    parser.add_argument("--transferkit-epochs", type=int, default=5)
+    parser.add_argument("--transferkit-epochs", type=int, default=3)
     args = parser.parse_args()
     x, y, xt, yt = cats_vs_dogs(args.train_images)
 

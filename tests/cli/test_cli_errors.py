@@ -91,6 +91,23 @@ def test_epochs_zero(folder, tmp_path):
     assert_one_error_line(result, "--epochs must be an integer >= 1", "--epochs 0")
 
 
+@pytest.mark.parametrize(
+    "schedule, option, fragments",
+    [
+        ("no_freeze", "--learning-rate", ["never freezes it", "--fine-tune-learning-rate"]),
+        ("freeze", "--fine-tune-learning-rate", ["--schedule freeze never trains it"]),
+        ("no_freeze", "--frozen-epochs", ["--schedule no_freeze has none"]),
+    ],
+)
+def test_an_option_the_schedule_would_ignore(folder, tmp_path, schedule, option, fragments):
+    data = folder("cat", "dog")
+    result = run_cli(
+        "fit", data, "--out", tmp_path / "run", *TINY, "--schedule", schedule, option, "1"
+    )
+    assert_one_error_line(result, *fragments)
+    assert not (tmp_path / "run").exists()
+
+
 def test_non_empty_out_without_overwrite_leaves_the_users_file(folder, tmp_path):
     run = tmp_path / "run"
     run.mkdir()

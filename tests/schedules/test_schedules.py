@@ -23,14 +23,20 @@ def test_built_in_plans():
         ("frozen", 0, 2, 0),
         ("unfrozen", 2, 5, None),
     ]
-    # The default warms the head up for 3 epochs, then fine-tunes.
-    assert spans(FreezeUnfreeze().plan(5)) == [("frozen", 0, 3, 0), ("unfrozen", 3, 5, None)]
+    # The default warms the head up for 1 epoch (at 1e-2), then fine-tunes (at 1e-4).
+    assert [(p.name, p.epochs, p.learning_rate) for p in FreezeUnfreeze().plan(5)] == [
+        ("frozen", 1, 1e-2),
+        ("unfrozen", 4, 1e-4),
+    ]
     # Fewer epochs than the warm-up: it is shortened so the last epoch still fine-tunes ...
     assert spans(FreezeUnfreeze(frozen_epochs=3).plan(2)) == [
         ("frozen", 0, 1, 0),
         ("unfrozen", 1, 2, None),
     ]
-    assert spans(FreezeUnfreeze().plan(3)) == [("frozen", 0, 2, 0), ("unfrozen", 2, 3, None)]
+    assert spans(FreezeUnfreeze(frozen_epochs=5).plan(3)) == [
+        ("frozen", 0, 2, 0),
+        ("unfrozen", 2, 3, None),
+    ]
     # ... except in a one-epoch run, where a random head must not train the backbone.
     assert spans(FreezeUnfreeze().plan(1)) == [("frozen", 0, 1, 0)]
     # frozen_epochs=0 fine-tunes from the first epoch.
@@ -51,7 +57,13 @@ def test_learning_rates_per_phase():
     schedule = FreezeUnfreeze(learning_rate=2e-3, fine_tune_learning_rate=5e-4)
     frozen, unfrozen = schedule.plan(3)
     assert frozen.learning_rate == 2e-3 and unfrozen.learning_rate == 5e-4
-    assert FreezeUnfreeze(learning_rate=1e-3).plan(2)[1].learning_rate == pytest.approx(1e-4)
+    # The fine-tuning rate does not follow the head's: pretrained weights set it.
+    assert FreezeUnfreeze(learning_rate=5e-2).plan(2)[1].learning_rate == pytest.approx(1e-4)
+    assert NoFreeze(learning_rate=5e-2).plan(2)[0].learning_rate == pytest.approx(1e-4)
+    # None, as configs saved by earlier versions hold, means the default.
+    assert FreezeUnfreeze.from_config(
+        {**FreezeUnfreeze().get_config(), "fine_tune_learning_rate": None}
+    ).unfrozen_learning_rate == pytest.approx(1e-4)
 
 
 def test_block_multipliers_fall_geometrically_to_one_over_lr_mult():

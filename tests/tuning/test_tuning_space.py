@@ -34,9 +34,9 @@ def test_every_hyperparameter_has_the_default_finetuners_value():
         "backbone": "mobilenet",
         "head_depth": 0,
         "dropout": 0.2,
-        "learning_rate": 1e-3,
+        "learning_rate": 1e-2,
         "unfreeze": True,
-        "frozen_epochs": 2,  # the default 3, shortened to leave one of the 3 epochs unfrozen
+        "frozen_epochs": 1,
         "fine_tune_learning_rate": 1e-4,
         "mobilenet/unfreeze_blocks": MOBILENET_BLOCKS,
     }
@@ -129,9 +129,9 @@ def test_search_space_overrides_each_kind():
         "head_depth": 1,
         "head_units": 32,
         "dropout": 0.5,
-        "learning_rate": 1e-3,
+        "learning_rate": 1e-2,  # the default, inside the new range
         "unfreeze": True,
-        "frozen_epochs": 2,
+        "frozen_epochs": 1,
         "fine_tune_learning_rate": 2e-5,
         "mobilenet/unfreeze_blocks": 2,
     }

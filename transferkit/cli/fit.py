@@ -88,15 +88,20 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
         "--frozen-epochs",
         type=int,
         metavar="N",
-        help="epochs of the frozen warm-up, for freeze_unfreeze (default: 3) and "
-        "gradual_unfreeze (default: 1)",
+        help="epochs of the frozen warm-up, for freeze_unfreeze and gradual_unfreeze (default: 1)",
     )
     parser.add_argument(
         "--learning-rate",
         type=float,
         metavar="LR",
-        help="peak learning rate of the head while the backbone is frozen; a tenth of it "
-        "once the backbone trains (default: 1e-3)",
+        help="peak learning rate of the head while the backbone is frozen (default: 1e-2)",
+    )
+    parser.add_argument(
+        "--fine-tune-learning-rate",
+        type=float,
+        metavar="LR",
+        help="peak learning rate of the head once the backbone trains; backbone blocks get "
+        "lower rates (default: 1e-4)",
     )
     parser.add_argument(
         "--input-size",
@@ -146,6 +151,18 @@ def _check_arguments(args) -> None:
             )
     if args.learning_rate is not None:
         check_positive(args.learning_rate, "--learning-rate")
+        if args.schedule == "no_freeze":
+            raise ValueError(
+                "--learning-rate sets the head's rate while the backbone is frozen; "
+                "--schedule no_freeze never freezes it. Use --fine-tune-learning-rate."
+            )
+    if args.fine_tune_learning_rate is not None:
+        check_positive(args.fine_tune_learning_rate, "--fine-tune-learning-rate")
+        if args.schedule == "freeze":
+            raise ValueError(
+                "--fine-tune-learning-rate sets the rate once the backbone trains; "
+                "--schedule freeze never trains it. Drop it or change --schedule."
+            )
     if args.input_size is not None:
         check_int(args.input_size, "--input-size", minimum=1)
     if args.validation_data is None and not 0 < args.validation_split < 1:
@@ -162,6 +179,8 @@ def _schedule(args):
     options = {}
     if args.learning_rate is not None:
         options["learning_rate"] = args.learning_rate
+    if args.fine_tune_learning_rate is not None:
+        options["fine_tune_learning_rate"] = args.fine_tune_learning_rate
     if args.frozen_epochs is not None:
         options["frozen_epochs"] = args.frozen_epochs
     return schedules.ALIASES[args.schedule](**options)

@@ -17,6 +17,9 @@ def _check_epochs(name, value, minimum=0):
 class NoFreeze(Schedule):
     """Trains the whole network from the first epoch.
 
+    The head trains at `fine_tune_learning_rate` throughout (there is no frozen
+    phase for `learning_rate` to apply to).
+
     Args:
         **kwargs: Learning-rate and BatchNorm arguments of `Schedule`.
     """
@@ -50,18 +53,17 @@ class FreezeUnfreeze(Schedule):
     learning rates that fall from the head into the backbone, with BatchNorm in
     inference mode.
 
-    The warm-up runs on cached backbone features (see `FineTuner`), so its
-    epochs cost little more than one forward pass over the data in all, and the
-    default gives the head three of them: with a single one the head is still
-    warming up when the backbone unfreezes (`bench/keras_recipe.py`). A
-    FreezeUnfreeze run always fine-tunes: when `epochs` does not leave room
-    for `frozen_epochs`, the warm-up is shortened so that the last epoch
+    The warm-up runs on cached backbone features (see `FineTuner`): one pass
+    of the backbone over the data, then head epochs that cost about a second
+    each. At the default head learning rate (`1e-2`) one warm-up epoch is
+    enough. A FreezeUnfreeze run always fine-tunes: when `epochs` does not leave
+    room for `frozen_epochs`, the warm-up is shortened so that the last epoch
     trains the backbone (a one-epoch run stays frozen: a random head must not
     train the backbone). Use `Freeze` for a head-only run.
 
     Args:
         frozen_epochs: int. Epochs of head warm-up with the backbone frozen.
-            Defaults to `3`.
+            Defaults to `1`.
         unfreeze_blocks: int or None. How many blocks, from the top, train after
             the warm-up; `None` unfreezes the whole backbone. Defaults to `None`.
         **kwargs: Learning-rate and BatchNorm arguments of `Schedule`.
@@ -70,11 +72,11 @@ class FreezeUnfreeze(Schedule):
 
     >>> FreezeUnfreeze(frozen_epochs=2).plan(5)[1]
     Phase(name='unfrozen', start_epoch=2, end_epoch=5, trainable_blocks=None, learning_rate=0.0001)
-    >>> [(phase.name, phase.epochs) for phase in FreezeUnfreeze().plan(2)]
+    >>> [(phase.name, phase.epochs) for phase in FreezeUnfreeze(frozen_epochs=3).plan(2)]
     [('frozen', 1), ('unfrozen', 1)]
     """
 
-    def __init__(self, frozen_epochs: int = 3, unfreeze_blocks: int | None = None, **kwargs):
+    def __init__(self, frozen_epochs: int = 1, unfreeze_blocks: int | None = None, **kwargs):
         super().__init__(**kwargs)
         _check_epochs("frozen_epochs", frozen_epochs)
         if unfreeze_blocks is not None:

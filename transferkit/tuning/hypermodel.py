@@ -50,9 +50,9 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
     | `head_depth` | `0` (linear head) | int 0-2 |
     | `head_units` | `256` (when `head_depth` > 0) | 64, 128, 256, 512 |
     | `dropout` | `0.2` | 0.0-0.5, step 0.1 |
-    | `learning_rate` | `1e-3` | 1e-4 to 1e-2, log |
+    | `learning_rate` | `1e-2` | 1e-4 to 1e-1, log |
     | `unfreeze` | `True` (`False` when `epochs` is 1) | True, False |
-    | `frozen_epochs` | `3`, at most `epochs - 1` (when `unfreeze`) | int 1 to `epochs - 1` |
+    | `frozen_epochs` | `1` (when `unfreeze`) | int 1 to `epochs - 1` |
     | `fine_tune_learning_rate` | `1e-4` (when `unfreeze`) | 1e-6 to 1e-3, log |
     | `<backbone>/unfreeze_blocks` | all its blocks (see below) | int 1 to its blocks |
 

@@ -1,8 +1,8 @@
 """The search space of the two-phase recipe: names, defaults, ranges and overrides.
 
 Every hyperparameter's default is what `FineTuner` does when left alone (a
-linear head with dropout 0.2, three frozen epochs at 1e-3 (fewer in short runs), then the
-whole backbone at 1e-4), so the default trial is the default recipe and a search can only
+linear head with dropout 0.2, one frozen epoch at 1e-2, then the whole backbone at
+1e-4), so the default trial is the default recipe and a search can only
 improve on it. Hyperparameters that only matter in one branch live in a
 `conditional_scope`: the head's width only when it has dense blocks, the
 unfreezing ones only when the backbone unfreezes, and the number of blocks to
@@ -50,15 +50,9 @@ def default_hyperparameters(epochs: int) -> dict:
         "head_depth": hp_types.Int("head_depth", 0, 2, default=0),
         "head_units": hp_types.Choice("head_units", [64, 128, 256, 512], default=256),
         "dropout": hp_types.Float("dropout", 0.0, 0.5, step=0.1, default=0.2),
-        "learning_rate": hp_types.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3),
+        "learning_rate": hp_types.Float("learning_rate", 1e-4, 1e-1, sampling="log", default=1e-2),
         "unfreeze": unfreeze,
-        "frozen_epochs": hp_types.Int(
-            # FreezeUnfreeze's default warm-up, shortened (as it is) to leave an epoch unfrozen.
-            "frozen_epochs",
-            1,
-            max(1, epochs - 1),
-            default=min(3, max(1, epochs - 1)),
-        ),
+        "frozen_epochs": hp_types.Int("frozen_epochs", 1, max(1, epochs - 1), default=1),
         "fine_tune_learning_rate": hp_types.Float(
             "fine_tune_learning_rate", 1e-6, 1e-3, sampling="log", default=1e-4
         ),
