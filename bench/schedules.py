@@ -40,6 +40,8 @@ def main():
             weights=weights_path(),
             input_shape=args.image_size,
             schedule=SCHEDULES[name](),
+            # A cold cache for each schedule: none may reuse the features another computed.
+            cache_features=tk.features.FeatureCache(),
             seed=0,
         )
         with Timer() as timer:
