@@ -94,9 +94,21 @@ def test_epochs_zero(folder, tmp_path):
 @pytest.mark.parametrize(
     "schedule, option, fragments",
     [
-        ("no_freeze", "--learning-rate", ["never freezes it", "--fine-tune-learning-rate"]),
-        ("freeze", "--fine-tune-learning-rate", ["--schedule freeze never trains it"]),
-        ("no_freeze", "--frozen-epochs", ["--schedule no_freeze has none"]),
+        (
+            "no_freeze",
+            "--learning-rate",
+            ["frozen, which --schedule no_freeze does not have", "Drop --learning-rate"],
+        ),
+        (
+            "freeze",
+            "--fine-tune-learning-rate",
+            ["backbone trains, which --schedule freeze does not have", "no_freeze)"],
+        ),
+        (
+            "no_freeze",
+            "--frozen-epochs",
+            ["warm-up, which --schedule no_freeze does not have", "or change --schedule"],
+        ),
     ],
 )
 def test_an_option_the_schedule_would_ignore(folder, tmp_path, schedule, option, fragments):

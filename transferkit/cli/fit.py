@@ -7,8 +7,25 @@ import sys
 from transferkit.cli.parsing import add_column_options, add_command, check_int, check_positive
 
 SCHEDULES = ("freeze_unfreeze", "freeze", "gradual_unfreeze", "no_freeze")
-# Schedules with a frozen warm-up whose length --frozen-epochs sets.
-WARM_UP_SCHEDULES = ("freeze_unfreeze", "gradual_unfreeze")
+# Options that set one part of a schedule: (option, what it sets, the schedules that
+# use it). Given with any other schedule it would be ignored, so it is an error.
+SCHEDULE_OPTIONS = (
+    (
+        "--frozen-epochs",
+        "the length of the frozen warm-up",
+        ("freeze_unfreeze", "gradual_unfreeze"),
+    ),
+    (
+        "--learning-rate",
+        "the head's rate while the backbone is frozen",
+        ("freeze_unfreeze", "freeze", "gradual_unfreeze"),
+    ),
+    (
+        "--fine-tune-learning-rate",
+        "the head's rate once the backbone trains",
+        ("freeze_unfreeze", "gradual_unfreeze", "no_freeze"),
+    ),
+)
 OUTPUTS = (
     "model.keras",
     "history.csv",
@@ -143,25 +160,18 @@ def _check_arguments(args) -> None:
     check_int(args.batch_size, "--batch-size")
     if args.frozen_epochs is not None:
         check_int(args.frozen_epochs, "--frozen-epochs", minimum=0)
-        if args.schedule not in WARM_UP_SCHEDULES:
-            raise ValueError(
-                f"--frozen-epochs sets the warm-up of the {' and '.join(WARM_UP_SCHEDULES)} "
-                f"schedules; --schedule {args.schedule} has none. Drop --frozen-epochs or "
-                "change --schedule."
-            )
     if args.learning_rate is not None:
         check_positive(args.learning_rate, "--learning-rate")
-        if args.schedule == "no_freeze":
-            raise ValueError(
-                "--learning-rate sets the head's rate while the backbone is frozen; "
-                "--schedule no_freeze never freezes it. Use --fine-tune-learning-rate."
-            )
     if args.fine_tune_learning_rate is not None:
         check_positive(args.fine_tune_learning_rate, "--fine-tune-learning-rate")
-        if args.schedule == "freeze":
+    for option, sets, schedules in SCHEDULE_OPTIONS:
+        if (
+            getattr(args, option[2:].replace("-", "_")) is not None
+            and args.schedule not in schedules
+        ):
             raise ValueError(
-                "--fine-tune-learning-rate sets the rate once the backbone trains; "
-                "--schedule freeze never trains it. Drop it or change --schedule."
+                f"{option} sets {sets}, which --schedule {args.schedule} does not have "
+                f"({option} is for {', '.join(schedules)}). Drop {option} or change --schedule."
             )
     if args.input_size is not None:
         check_int(args.input_size, "--input-size", minimum=1)
