@@ -1,4 +1,5 @@
 import json
+import sys
 
 import pandas as pd
 import pytest
@@ -59,3 +60,63 @@ def test_run_writes_the_results_folder(image_folder, tmp_path, monkeypatch):
     # A second run refuses to replace the results unless asked.
     with pytest.raises(FileExistsError, match="not empty"):
         cats_vs_dogs.run(source="folder", data_dir=str(root), image_size=32, epochs=1, out=out)
+
+
+class FakeTFDS:
+    """Stands in for `tensorflow_datasets` (not installed here, and it needs internet)."""
+
+    def __init__(self, images_per_class=3, fail=None):
+        self.images_per_class, self.fail, self.loads = images_per_class, fail, 0
+
+    def load(self, name, split, as_supervised, with_info):
+        import types
+
+        import numpy as np
+        import tensorflow as tf
+
+        self.loads += 1
+        if self.fail:
+            raise self.fail
+        assert (name, split, as_supervised, with_info) == ("cats_vs_dogs", "train", True, True)
+        count = 2 * self.images_per_class
+        images = np.zeros((count, 20, 24, 3), "uint8")
+        images[self.images_per_class :, ..., 2] = 200  # dogs are blue
+        labels = np.repeat([0, 1], self.images_per_class)
+        info = types.SimpleNamespace(
+            features={"label": types.SimpleNamespace(names=["cat", "dog"])},
+            splits={"train": types.SimpleNamespace(num_examples=count)},
+        )
+        return tf.data.Dataset.from_tensor_slices((images, labels)), info
+
+
+def test_tfds_source_writes_a_folder_once_and_counts_the_corrupt_jpegs(
+    monkeypatch, tmp_path, capfd
+):
+    monkeypatch.setenv("TRANSFERKIT_CACHE_DIR", str(tmp_path / "cache"))
+    fake = FakeTFDS(images_per_class=5)
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
+    train, test = cats_vs_dogs.load_data("tfds", train_images=None, seed=0)
+    assert len(train.data) == 8 and len(test.data) == 2
+    corrupt = cats_vs_dogs.KAGGLE_IMAGES - 10
+    assert f"{corrupt} corrupt JPEGs skipped" in train.description
+    assert f"{corrupt} of the Kaggle set's 25000 were corrupt JPEGs" in capfd.readouterr().err
+    folder = tmp_path / "cache" / "demos" / "tfds_cats_vs_dogs"
+    assert sorted(p.name for p in (folder / "dog").iterdir())[:1] == ["00005.jpg"]
+    # A second run reads the cached folder and its counts, without TFDS.
+    again, _ = cats_vs_dogs.load_data("tfds", train_images=None, seed=0)
+    assert fake.loads == 1 and again.description == train.description
+
+
+def test_tfds_failure_says_what_to_do_and_leaves_nothing_behind(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRANSFERKIT_CACHE_DIR", str(tmp_path / "cache"))
+    offline = FakeTFDS(fail=OSError("Failed to download cats_vs_dogs"))
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", offline)
+    with pytest.raises(RuntimeError, match="needs internet access.*source='cifar10'"):
+        cats_vs_dogs.load_data("tfds")
+    assert not (tmp_path / "cache" / "demos" / "tfds_cats_vs_dogs").exists()
+
+
+def test_tfds_missing_package_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
+    with pytest.raises(ImportError, match="pip install tensorflow-datasets"):
+        cats_vs_dogs.load_data("tfds")

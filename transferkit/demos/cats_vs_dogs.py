@@ -19,6 +19,7 @@ for the backbone given by `backbone=`.
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -74,7 +75,12 @@ def load_data(
             raise ValueError("source='folder' needs data_dir= (a folder with cat/ and dog/).")
         return _folder(data_dir, train_images, seed)
     if source == "tfds":
-        return _folder(_tfds_folder(), train_images, seed)
+        folder, counts = _tfds_folder()
+        name = (
+            f"TFDS cats_vs_dogs (Kaggle, {counts['images']} images; "
+            f"{counts['corrupt_skipped']} corrupt JPEGs skipped) in {folder}"
+        )
+        return _folder(folder, train_images, seed, name=name)
     raise ValueError(f"Unknown source {source!r}. Use one of {list(SOURCES)}.")
 
 
@@ -108,19 +114,30 @@ def _cifar10(train_images, seed):
     return train, test
 
 
-def _folder(data_dir, train_images, seed):
+def _folder(data_dir, train_images, seed, name=None):
+    name = name or data_dir
     source = as_image_source(data_dir)
     train, test = stratified_split(source, validation_split=0.2, seed=seed)
     train = train.subset(_balanced(train.labels, train_images, seed))
     skipped = f", {len(source.skipped)} unreadable files skipped" if len(source.skipped) else ""
     return (
-        Split(train, None, None, f"{data_dir}: {len(train)} training images{skipped}"),
-        Split(test, None, None, f"{data_dir}: {len(test)} held-out images (20%, stratified)"),
+        Split(train, None, None, f"{name}: {len(train)} training images{skipped}"),
+        Split(test, None, None, f"{name}: {len(test)} held-out images (20%, stratified)"),
     )
 
 
+# The Kaggle set TFDS's cats_vs_dogs is built from; TFDS drops its corrupt JPEGs
+# (1,738 of them in cats_vs_dogs 4.0.0) while preparing it.
+KAGGLE_IMAGES = 25_000
+
+
 def _tfds_folder():
-    """Writes TFDS's cats_vs_dogs into a cached folder of JPEGs once, and returns it."""
+    """Writes TFDS's cats_vs_dogs into a cached folder of JPEGs once.
+
+    Returns:
+        `(folder, counts)`: counts of the images written and of the corrupt JPEGs
+        that TFDS skipped, also kept in `folder/counts.json` for later runs.
+    """
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
@@ -133,20 +150,37 @@ def _tfds_folder():
     from transferkit.utils.files import atomic_path, cache_dir
 
     folder = cache_dir("demos") / "tfds_cats_vs_dogs"
-    if folder.exists():
-        return folder
-    dataset, info = tfds.load("cats_vs_dogs", split="train", as_supervised=True, with_info=True)
+    if (folder / "counts.json").exists():
+        return folder, json.loads((folder / "counts.json").read_text())
+    try:
+        dataset, info = tfds.load(
+            "cats_vs_dogs", split="train", as_supervised=True, with_info=True
+        )
+    except Exception as error:
+        raise RuntimeError(
+            f"Could not get cats_vs_dogs through tensorflow_datasets ({error}). It downloads "
+            "the Kaggle set, so it needs internet access; without it use source='cifar10' "
+            "(real photos through the package registries) or source='folder'."
+        ) from error
     names = info.features["label"].names  # ["cat", "dog"]
     total = info.splits["train"].num_examples
-    # TFDS drops the set's corrupt JPEGs while preparing it (1,738 of 25,000 in 4.0.0).
-    logger.info(f"TFDS cats_vs_dogs: {total} usable images; corrupt JPEGs were skipped by TFDS")
+    counts = {"images": total, "corrupt_skipped": KAGGLE_IMAGES - total}
+    logger.info(
+        f"TFDS cats_vs_dogs: {total} usable images; {counts['corrupt_skipped']} of the Kaggle "
+        f"set's {KAGGLE_IMAGES} were corrupt JPEGs and were skipped"
+    )
+    # Written beside the destination and renamed into place: an interrupted run
+    # leaves no half-written folder for the next one to trust.
+    if folder.exists():  # written by an older transferkit, without its counts: redo it
+        shutil.rmtree(folder)
     with atomic_path(folder, suffix="") as tmp:
         for name in names:
             (tmp / name).mkdir(parents=True)
         for index, (image, label) in enumerate(dataset):
             encoded = tf.io.encode_jpeg(image).numpy()
             (tmp / names[int(label)] / f"{index:05d}.jpg").write_bytes(encoded)
-    return folder
+        (tmp / "counts.json").write_text(json.dumps(counts))
+    return folder, counts
 
 
 # === Weights ===
@@ -195,8 +229,8 @@ def run(
     weights: str = "auto",
     train_images: int = 10000,
     image_size: int = 160,
-    epochs: int = 12,
-    frozen_epochs: int = 10,
+    epochs: int = 4,
+    frozen_epochs: int = 1,
     out: str = "runs/cats_vs_dogs",
     seed: int = 0,
     overwrite: bool = False,
