@@ -64,13 +64,13 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
     cats.add_argument(
         "--image-size", type=int, default=160, metavar="N", help="input size (default: 160)"
     )
-    cats.add_argument("--epochs", type=int, default=12, metavar="N", help="(default: 12)")
+    cats.add_argument("--epochs", type=int, default=4, metavar="N", help="(default: 4)")
     cats.add_argument(
         "--frozen-epochs",
         type=int,
         default=10,
         metavar="N",
-        help="epochs of head warm-up on the frozen backbone (default: 10)",
+        help="epochs of head warm-up on the frozen backbone (default: 1)",
     )
     cats.add_argument(
         "--out", default="runs/cats_vs_dogs", metavar="DIR", help="(default: runs/cats_vs_dogs)"
