@@ -68,7 +68,7 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
     cats.add_argument(
         "--frozen-epochs",
         type=int,
-        default=10,
+        default=1,
         metavar="N",
         help="epochs of head warm-up on the frozen backbone (default: 1)",
     )

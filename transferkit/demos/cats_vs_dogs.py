@@ -169,10 +169,10 @@ def _tfds_folder():
         f"TFDS cats_vs_dogs: {total} usable images; {counts['corrupt_skipped']} of the Kaggle "
         f"set's {KAGGLE_IMAGES} were corrupt JPEGs and were skipped"
     )
-    # Written beside the destination and renamed into place: an interrupted run
-    # leaves no half-written folder for the next one to trust.
     if folder.exists():  # written by an older transferkit, without its counts: redo it
         shutil.rmtree(folder)
+    # Written beside the destination and renamed into place: an interrupted run
+    # leaves no half-written folder for the next one to trust.
     with atomic_path(folder, suffix="") as tmp:
         for name in names:
             (tmp / name).mkdir(parents=True)

@@ -60,8 +60,8 @@ class Schedule:
         learning_rate: float. Peak learning rate of the head while the backbone
             is frozen. A new head on fixed features is a small, well-behaved
             problem: at `1e-2` a linear head reached in one epoch what it needed
-            five epochs for at `1e-3` (`bench/keras_recipe.py`, see the docs'
-            schedules page). Defaults to `1e-2`.
+            five epochs for at `1e-3` (`bench/head_learning_rate.py`, see the
+            docs' home page). Defaults to `1e-2`.
         fine_tune_learning_rate: float. Peak learning rate of the head once
             backbone blocks train (the blocks get it times their multiplier). It
             does not follow `learning_rate`: how fast pretrained weights may move
