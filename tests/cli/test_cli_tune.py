@@ -1,11 +1,11 @@
 """`transferkit tune`, run as a user runs it."""
 
 import pandas as pd
-from test_cli_workflow import TINY_MODEL, run_cli, write_images
+from test_cli_workflow import PER_CLASS, TINY_MODEL, run_cli
 
 
-def test_tune_writes_results_plot_and_best_model(tmp_path):
-    data = write_images(tmp_path / "data")
+def test_tune_writes_results_plot_and_best_model(tmp_path, write_class_folder):
+    data = write_class_folder(tmp_path / "data", per_class=PER_CLASS)
     out = tmp_path / "search"
     arguments = [*TINY_MODEL, "--epochs", "2", "--max-trials", "2", "--batch-size", "8"]
     result = run_cli("tune", data, "--out", out, "--head-only", *arguments, cache=tmp_path)
@@ -30,8 +30,8 @@ def test_tune_writes_results_plot_and_best_model(tmp_path):
     assert again.stderr.count("\n") == 1 and "is not empty" in again.stderr
 
 
-def test_tune_rejects_bad_arguments_in_one_line(tmp_path):
-    data = write_images(tmp_path / "data", per_class=2)
+def test_tune_rejects_bad_arguments_in_one_line(tmp_path, write_class_folder):
+    data = write_class_folder(tmp_path / "data", per_class=2)
     result = run_cli("tune", data, "--out", tmp_path / "o", "--max-trials", "0")
     assert result.returncode == 1
     assert result.stderr.startswith("transferkit: error:") and "--max-trials" in result.stderr

@@ -9,12 +9,9 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
-COLOURS = {"cat": (220, 40, 40), "dog": (40, 40, 220)}
 PER_CLASS = 8
 TINY_MODEL = ["--backbone", "mobilenet", "--weights", "none", "--input-size", "32"]
 TINY = [*TINY_MODEL, "--epochs", "2", "--batch-size", "8"]
@@ -49,22 +46,11 @@ def run_cli(*args, cwd=None, cache=None):
     )
 
 
-def write_images(root, per_class=PER_CLASS):
-    for name, colour in COLOURS.items():
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for index in range(per_class):
-            rng = np.random.default_rng(index)
-            noise = rng.normal(0, 20, (20, 24, 3))
-            pixels = np.clip(np.array(colour) + noise, 0, 255).astype("uint8")
-            Image.fromarray(pixels).save(root / name / f"{name}_{index}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, write_class_folder):
     """A fit run on 2 classes x 8 PNGs plus one broken 'PNG'; returns its paths and output."""
     root = tmp_path_factory.mktemp("cli_workflow")
-    data = write_images(root / "data")
+    data = write_class_folder(root / "data", per_class=PER_CLASS)
     (data / "dog" / "broken.png").write_text("not an image")
     result = run_cli("fit", data, "--out", root / "run", *TINY, cache=root / "cache")
     return {"root": root, "data": data, "run": root / "run", "result": result}
@@ -172,7 +158,7 @@ def test_fit_from_a_csv_with_overwrite_keeps_other_files(trained, tmp_path):
     data = trained["data"]
     rows = [
         (os.path.relpath(path, data), name)
-        for name in COLOURS
+        for name in ("cat", "dog")
         for path in sorted((data / name).glob(f"{name}_*.png"))
     ]
     pd.DataFrame(rows, columns=["file", "class"]).to_csv(data / "labels.csv", index=False)

@@ -8,9 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from PIL import Image
 
 import transferkit
 
@@ -47,19 +45,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_folder(root):
-    for name, colour in {"cat": (220, 40, 40), "dog": (40, 40, 220)}.items():
-        for index in range(10):
-            rng = np.random.default_rng(index)
-            pixels = np.clip(np.array(colour) + rng.normal(0, 20, (20, 24, 3)), 0, 255)
-            path = root / name / f"{name}_{index}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels.astype("uint8")).save(path)
-    return root
-
-
-def test_a_chief_and_two_workers_finish_a_search_with_every_trial_recorded_once(tmp_path):
-    folder = write_folder(tmp_path / "images")
+def test_a_chief_and_two_workers_finish_a_search_with_every_trial_recorded_once(
+    tmp_path, write_class_folder
+):
+    folder = write_class_folder(tmp_path / "images", per_class=10)
     script = tmp_path / "search.py"
     script.write_text(SCRIPT)
     port = free_port()

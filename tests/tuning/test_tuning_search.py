@@ -13,7 +13,6 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 import transferkit as tk
 from transferkit.data import as_image_source, stratified_split
@@ -24,17 +23,6 @@ EPOCHS = 2
 TRIALS = 3
 TINY = {"backbones": "mobilenet", "weights": None, "input_shape": 32, "batch_size": 8}
 HEAD_ONLY = {"unfreeze": False}
-
-
-def write_folder(root, per_class=10):
-    for name, colour in {"cat": (220, 40, 40), "dog": (40, 40, 220)}.items():
-        for index in range(per_class):
-            rng = np.random.default_rng(index)
-            pixels = np.clip(np.array(colour) + rng.normal(0, 20, (20, 24, 3)), 0, 255)
-            path = root / name / f"{name}_{index}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels.astype("uint8")).save(path)
-    return root
 
 
 class LogCounter(logging.Handler):
@@ -60,8 +48,8 @@ class HeadWeightsRecorder(keras.callbacks.Callback):
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return write_folder(tmp_path_factory.mktemp("images"))
+def folder(tmp_path_factory, write_class_folder):
+    return write_class_folder(tmp_path_factory.mktemp("images"), per_class=10)
 
 
 @pytest.fixture(scope="module")
