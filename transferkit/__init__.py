@@ -19,6 +19,7 @@ from transferkit import (
     features,
     heads,
     layers,
+    models,
     offline,
     optimizers,
     plots,
@@ -28,6 +29,7 @@ from transferkit import (
 from transferkit.backbones import build_backbone, list_backbones
 from transferkit.finetuner import EvaluationReport, FineTuner, load
 from transferkit.heads import ClassificationHead
+from transferkit.models import ImageClassifier
 from transferkit.schedules import Freeze, FreezeUnfreeze, GradualUnfreeze, NoFreeze, Schedule
 from transferkit.tuning import FineTunerHyperModel, TuneResult, tune
 from transferkit.version import __version__
@@ -36,6 +38,7 @@ __all__ = [
     "__version__",
     "FineTuner",
     "load",
+    "ImageClassifier",
     "EvaluationReport",
     "ClassificationHead",
     "Schedule",
@@ -53,6 +56,7 @@ __all__ = [
     "features",
     "heads",
     "layers",
+    "models",
     "offline",
     "optimizers",
     "plots",

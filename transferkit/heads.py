@@ -5,6 +5,8 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from transferkit import defaults
+
 POOLING_MODES = ("avg", "max", "flatten")
 
 
@@ -51,10 +53,10 @@ class ClassificationHead(keras.layers.Layer):
     def __init__(
         self,
         num_classes: int | None = None,
-        pooling: str = "avg",
+        pooling: str = defaults.POOLING,
         hidden_units: Sequence[int] = (),
         activation: str = "relu",
-        dropout: float = 0.2,
+        dropout: float = defaults.DROPOUT,
         batch_norm: bool = False,
         multi_label: bool = False,
         class_names: Sequence[str] | None = None,
@@ -151,11 +153,21 @@ class ClassificationHead(keras.layers.Layer):
             return list(self.class_names)
         return [str(index) for index in range(self.num_classes or 0)]
 
-    def with_classes(self, num_classes: int, class_names: Sequence[str] | None = None):
-        """Returns a fresh head with the same settings for `num_classes` classes."""
+    def with_classes(
+        self, num_classes: int, class_names: Sequence[str] | None = None, name: str | None = None
+    ):
+        """Returns a fresh head with the same settings for `num_classes` classes.
+
+        Args:
+            num_classes: int.
+            class_names: sequence of str or None. Defaults to `None`.
+            name: str or None. The new layer's name. Defaults to a fresh one.
+        """
         config = self.get_config()
         config.update(num_classes=num_classes, class_names=class_names)
         config.pop("name", None)
+        if name is not None:
+            config["name"] = name
         return ClassificationHead.from_config(config)
 
     # === Forward pass ===

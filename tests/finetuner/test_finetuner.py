@@ -89,7 +89,7 @@ class TrainableSpy(keras.callbacks.Callback):
         self.seen = {}
 
     def on_epoch_begin(self, epoch, logs=None):
-        backbone = self.finetuner.backbone
+        backbone = self.finetuner.model.backbone
         self.seen[epoch] = {
             layer.name for layer in backbone.layers if layer.trainable and layer.weights
         }
@@ -128,23 +128,23 @@ def test_batchnorm_statistics_unchanged_while_backbone_partly_frozen(image_folde
         schedule=tk.GradualUnfreeze(max_blocks=3),
     )
     ft.build(["cat", "dog"])
-    statistics = {w.path: w.numpy().copy() for w in ft.backbone.weights if "moving" in w.path}
+    statistics = {w.path: w.numpy().copy() for w in ft.model.backbone.weights if "moving" in w.path}
     ft.fit(image_folder(), epochs=3, batch_size=8, verbose=0)
-    after = {w.path: w.numpy() for w in ft.backbone.weights if "moving" in w.path}
+    after = {w.path: w.numpy() for w in ft.model.backbone.weights if "moving" in w.path}
     assert len(statistics) == 2 * 27  # every BatchNorm layer of MobileNet
     assert all(np.array_equal(after[p], statistics[p]) for p in statistics)
     # ...although the top blocks' convolutions were trainable by then.
-    assert ft.backbone.get_layer("conv_pw_13").trainable
-    assert not ft.backbone.get_layer("conv_pw_13_bn").trainable
+    assert ft.model.backbone.get_layer("conv_pw_13").trainable
+    assert not ft.model.backbone.get_layer("conv_pw_13_bn").trainable
 
 
 def test_unfrozen_blocks_train_and_frozen_ones_do_not(image_folder):
     ft = tiny_finetuner(schedule=tk.GradualUnfreeze(max_blocks=1))
     ft.build(["cat", "dog"])
-    before = {w.path: w.numpy().copy() for w in ft.backbone.weights}
+    before = {w.path: w.numpy().copy() for w in ft.model.backbone.weights}
     ft.fit(image_folder(), epochs=2, batch_size=8, verbose=0)
     changed = {
-        w.path for w in ft.backbone.weights if not np.array_equal(w.numpy(), before[w.path])
+        w.path for w in ft.model.backbone.weights if not np.array_equal(w.numpy(), before[w.path])
     }
     assert changed == {"block2_conv/kernel", "block2_conv/bias"}
 
@@ -152,13 +152,13 @@ def test_unfrozen_blocks_train_and_frozen_ones_do_not(image_folder):
 def test_train_bn_opts_into_updating_statistics(image_folder):
     ft = tiny_finetuner(schedule=tk.NoFreeze(train_bn=True))
     ft.build(["cat", "dog"])
-    before = ft.backbone.get_layer("block2_bn").moving_mean.numpy().copy()
+    before = ft.model.backbone.get_layer("block2_bn").moving_mean.numpy().copy()
     ft.fit(image_folder(), epochs=1, batch_size=8, verbose=0)
-    assert not np.array_equal(ft.backbone.get_layer("block2_bn").moving_mean.numpy(), before)
+    assert not np.array_equal(ft.model.backbone.get_layer("block2_bn").moving_mean.numpy(), before)
 
 
 def test_learning_rate_each_group_receives(image_folder):
-    ft = tiny_finetuner(schedule=tk.NoFreeze(lr_mult=100))
+    ft = tiny_finetuner(schedule=tk.NoFreeze(lowest_block_multiplier=0.01))
     ft.fit(image_folder(), epochs=1, batch_size=8, verbose=0)
     optimizer = ft.model.optimizer
     assert optimizer.multiplier_for("block1_conv/kernel") == pytest.approx(0.01)
@@ -174,22 +174,26 @@ def test_cached_head_training_matches_end_to_end(image_folder):
             schedule="freeze", augmentation=None, cache_features=cache, validation_split=0
         )
         ft.fit(root, epochs=3, batch_size=8, shuffle=False, verbose=0)
-        results.append([w.numpy() for w in ft.head.weights])
+        results.append([w.numpy() for w in ft.model.head.weights])
     for cached, end_to_end in zip(*results, strict=True):
         np.testing.assert_allclose(cached, end_to_end, rtol=1e-4, atol=1e-5)
 
 
-def test_a_second_fit_reuses_cached_features(image_folder, capfd):
+def test_a_second_fit_reuses_cached_features(image_folder):
+    from transferkit.features import FeatureCache
+
     root = image_folder()
-    ft = tiny_finetuner(schedule="freeze")
+    cache = FeatureCache()
+    ft = tiny_finetuner(schedule="freeze", cache_features=cache)
     ft.fit(root, epochs=1, batch_size=8, verbose=0)
-    first = capfd.readouterr().err.count("computed")
+    # Training and validation images: two entries computed, none found.
+    assert (cache.misses, cache.hits) == (2, 0)
     ft.fit(root, epochs=1, batch_size=8, verbose=0)
-    assert first == 2 and capfd.readouterr().err.count("computed") == 0
+    assert (cache.misses, cache.hits) == (2, 2)
 
 
 @pytest.mark.parametrize(
-    "schedule, augment_copies, views",
+    "schedule, cached_views, views",
     [
         # A warm-up before unfreezing takes the plain images only: half the cost.
         (tk.FreezeUnfreeze(frozen_epochs=1), None, 1),
@@ -199,9 +203,9 @@ def test_a_second_fit_reuses_cached_features(image_folder, capfd):
     ],
 )
 def test_cached_views_follow_the_frozen_phases_role(
-    image_folder, capfd, schedule, augment_copies, views
+    image_folder, capfd, schedule, cached_views, views
 ):
-    ft = tiny_finetuner(schedule=schedule, augment_copies=augment_copies)
+    ft = tiny_finetuner(schedule=schedule, cached_views=cached_views)
     ft.fit(image_folder(), epochs=2, batch_size=8, verbose=0)
     # The training images first, then the validation images (always plain).
     counts = re.findall(
@@ -318,7 +322,8 @@ def test_fit_on_arrays_and_seeded_repeatability():
         ({"augmentation": "mixup"}, "augmentation='mixup'"),
         ({"validation_split": 1.5}, "validation_split=1.5"),
         ({"input_shape": (32, 32)}, "input_shape"),
-        ({"augment_copies": 0}, "augment_copies=0"),
+        ({"cached_views": 0}, "cached_views=0"),
+        ({"backbone": 42}, "backbone=42"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, message):
@@ -336,7 +341,7 @@ def test_unbuilt_finetuner_says_what_to_do():
 
 def test_gradual_unfreeze_past_the_backbone_depth(image_folder):
     ft = tiny_finetuner(schedule=tk.GradualUnfreeze(unfreeze_at=[1], blocks_per_step=5))
-    with pytest.raises(ValueError, match="unfreezes 5 blocks, but backbone 'tiny' has only 2"):
+    with pytest.raises(ValueError, match="Unfreezing 5 blocks of backbone 'tiny', which has only 2"):
         ft.fit(image_folder(), epochs=2, batch_size=8, verbose=0)
 
 

@@ -59,20 +59,35 @@ def test_learning_rates_per_phase():
     assert frozen.learning_rate == 2e-3 and unfrozen.learning_rate == 5e-4
     # The fine-tuning rate does not follow the head's: pretrained weights set it.
     assert FreezeUnfreeze(learning_rate=5e-2).plan(2)[1].learning_rate == pytest.approx(1e-4)
-    assert NoFreeze(learning_rate=5e-2).plan(2)[0].learning_rate == pytest.approx(1e-4)
-    # None, as configs saved by earlier versions hold, means the default.
-    assert FreezeUnfreeze.from_config(
-        {**FreezeUnfreeze().get_config(), "fine_tune_learning_rate": None}
-    ).unfrozen_learning_rate == pytest.approx(1e-4)
+    assert NoFreeze().plan(2)[0].learning_rate == pytest.approx(1e-4)
 
 
-def test_block_multipliers_fall_geometrically_to_one_over_lr_mult():
-    multipliers = Schedule(lr_mult=100).block_multipliers(4)
+# A schedule saved by transferkit 0.1: every rate on every schedule, `lr_mult` a divisor.
+V0_1_CONFIG = {
+    "learning_rate": 0.01,
+    "fine_tune_learning_rate": None,
+    "lr_mult": 10.0,
+    "train_bn": False,
+    "warmup": 0.1,
+}
+
+
+def test_configs_saved_by_0_1_still_load():
+    upgraded = FreezeUnfreeze.from_config({**V0_1_CONFIG, "frozen_epochs": 2})
+    assert upgraded == FreezeUnfreeze(frozen_epochs=2, lowest_block_multiplier=0.1)
+    assert upgraded.fine_tune_learning_rate == pytest.approx(1e-4)
+    # The arguments Freeze does not use are dropped, not refused, for an old config.
+    assert Freeze.from_config(V0_1_CONFIG) == Freeze(learning_rate=0.01, warmup=0.1)
+    assert NoFreeze.from_config({**V0_1_CONFIG, "lr_mult": 4.0}).lowest_block_multiplier == 0.25
+
+
+def test_block_multipliers_fall_geometrically_to_the_lowest_block_multiplier():
+    multipliers = Schedule(lowest_block_multiplier=0.01).block_multipliers(4)
     assert multipliers[-1] == pytest.approx(0.01)
     assert multipliers == sorted(multipliers, reverse=True)
     ratios = [a / b for a, b in zip(multipliers, multipliers[1:], strict=False)]
     assert ratios == pytest.approx([ratios[0]] * 3)
-    assert Schedule(lr_mult=1).block_multipliers(3) == [1.0, 1.0, 1.0]
+    assert Schedule(lowest_block_multiplier=1).block_multipliers(3) == [1.0, 1.0, 1.0]
 
 
 def test_learning_rate_schedule_warms_up_then_decays():
@@ -89,7 +104,7 @@ def test_learning_rate_schedule_warms_up_then_decays():
     [
         NoFreeze(),
         Freeze(learning_rate=3e-3),
-        FreezeUnfreeze(frozen_epochs=2, lr_mult=50),
+        FreezeUnfreeze(frozen_epochs=2, lowest_block_multiplier=0.02),
         GradualUnfreeze(unfreeze_at=[1, 3], max_blocks=4, unit="layers", train_bn=True),
     ],
 )
@@ -97,6 +112,42 @@ def test_serialization_round_trip(schedule):
     config = keras.saving.serialize_keras_object(schedule)
     assert keras.saving.deserialize_keras_object(config) == schedule
     assert schedules.get(config) == schedule
+    # Hashable, and equal schedules hash alike (usable as dict keys and in sets).
+    assert hash(schedules.get(config)) == hash(schedule)
+    assert len({schedule, schedules.get(config)}) == 1
+
+
+def test_each_schedule_takes_only_the_arguments_it_uses():
+    assert list(Freeze().get_config()) == ["learning_rate", "warmup"]
+    assert "learning_rate" not in NoFreeze().get_config()
+    assert not hasattr(NoFreeze(), "learning_rate")
+    assert not hasattr(Freeze(), "fine_tune_learning_rate")
+    # Options of one schedule are declared on it; the others have the class's own.
+    assert GradualUnfreeze(unit="layers").unit == "layers"
+    assert FreezeUnfreeze().unit == "blocks" and Freeze.train_bn is False
+    with pytest.raises(ValueError, match=r"Freeze does not take \['fine_tune_learning_rate'\]"):
+        Freeze(fine_tune_learning_rate=1e-3)
+    with pytest.raises(ValueError, match=r"Freeze does not take \['lowest_block_multiplier', "):
+        Freeze(lowest_block_multiplier=0.5, train_bn=True)
+    with pytest.raises(ValueError, match=r"NoFreeze does not take \['learning_rate'\]: it never "):
+        NoFreeze(learning_rate=1e-2)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'lr_mult'"):
+        FreezeUnfreeze(lr_mult=10)
+
+
+def test_a_custom_schedule_keeps_its_own_and_the_base_arguments():
+    class Custom(Schedule):
+        def __init__(self, top=2, **kwargs):
+            super().__init__(**kwargs)
+            self.top = top
+
+        def phases(self, epochs):
+            return [Phase("top", 0, epochs, self.top, self.fine_tune_learning_rate)]
+
+    config = Custom(top=3, warmup=0.2).get_config()
+    assert config["top"] == 3 and config["warmup"] == 0.2
+    assert set(config) == {"top", *Schedule().get_config()}
+    assert Custom.from_config(config) == Custom(top=3, warmup=0.2)
 
 
 def test_aliases():
@@ -115,7 +166,9 @@ def test_aliases():
         (lambda: GradualUnfreeze(unfreeze_at=[3, 2]), "strictly increasing"),
         (lambda: GradualUnfreeze(unit="channels"), "unit='channels'"),
         (lambda: Schedule(learning_rate=-1), "learning_rate=-1"),
-        (lambda: Schedule(lr_mult=0.5), "lr_mult=0.5"),
+        (lambda: Schedule(lowest_block_multiplier=2), "lowest_block_multiplier=2"),
+        (lambda: Schedule(lowest_block_multiplier=0), "must be in \\(0, 1\\]"),
+        (lambda: Schedule(warmup=1.0), "warmup=1.0"),
         (lambda: FreezeUnfreeze().plan(0), "epochs=0"),
         (lambda: FreezeUnfreeze().plan(-3), "epochs=-3"),
     ],

@@ -65,6 +65,14 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
 
+    def get_config(self) -> dict:
+        """The constructor arguments (what a saved FineTuner keeps of its cache)."""
+        return {
+            "directory": None if self.directory is None else str(self.directory),
+            "max_memory_bytes": self.max_memory_bytes,
+            "persist": self.persist,
+        }
+
     @staticmethod
     def make_key(*parts) -> str:
         """A stable key from the parts an entry depends on."""

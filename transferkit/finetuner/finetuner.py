@@ -6,16 +6,23 @@ import keras
 import numpy as np
 import pandas as pd
 
+from transferkit import defaults
 from transferkit import schedules as schedules_module
-from transferkit.backbones import build_backbone, get_backbone_spec
+from transferkit.backbones import build_backbone, get_backbone_spec, list_backbones
 from transferkit.data import ImageSource, as_image_source, make_dataset, stratified_split
-from transferkit.features import FeatureCache
+from transferkit.features import FeatureCache, default_cache
 from transferkit.finetuner.augmentation import augmentation_layer
 from transferkit.finetuner.best_weights import BestWeights
 from transferkit.finetuner.checkpoint import RunCheckpoint, check_same_run, read_state
-from transferkit.finetuner.freezing import apply_phase, describe_phase
+from transferkit.finetuner.config import finetuner_config, finetuner_kwargs
+from transferkit.finetuner.freezing import (
+    Trainable,
+    apply_phase,
+    backbone_units,
+    describe_phase,
+    set_trainable,
+)
 from transferkit.finetuner.lr_finder import LRFinderResult, find_learning_rate
-from transferkit.finetuner.model import HEAD_NAME, build_classifier, classifier_parts
 from transferkit.finetuner.reports import (
     EvaluationReport,
     HistoryRecorder,
@@ -31,7 +38,12 @@ from transferkit.finetuner.training import (
     head_model,
 )
 from transferkit.heads import ClassificationHead
+from transferkit.layers import BackbonePreprocessing
+from transferkit.models import ImageClassifier
+from transferkit.models.legacy import is_legacy_classifier, upgrade_legacy_classifier
+from transferkit.models.loading import load_classifier
 from transferkit.optimizers import get_optimizer
+from transferkit.schedules.base import block_multipliers, check_multiplier
 from transferkit.utils.files import atomic_path
 from transferkit.utils.log import logger
 
@@ -39,16 +51,19 @@ from transferkit.utils.log import logger
 class FineTuner:
     """Fine-tunes a pretrained backbone into an image classifier.
 
-    The model takes raw RGB images (values 0-255, any size): it resizes them and
-    applies the backbone's own preprocessing, so predictions and saved models
-    need no separate preprocessing step. Training follows a `Schedule`; the
-    default warms the head up on a frozen backbone (training it on cached
-    backbone features), then unfreezes the backbone at discriminative learning
-    rates with BatchNorm kept in inference mode.
+    The model (`self.model`, an `ImageClassifier`) takes raw RGB images (values
+    0-255, any size): it resizes them and applies the backbone's own
+    preprocessing, so predictions and saved models need no separate
+    preprocessing step. Training follows a `Schedule`; the default warms the
+    head up on a frozen backbone (training it on cached backbone features),
+    then unfreezes the backbone at discriminative learning rates with
+    BatchNorm kept in inference mode.
 
-    As with scikit-learn estimators, the constructor only stores its arguments:
-    the model is built by the first `fit` (or by `build()`), when the classes
-    are known.
+    As with scikit-learn estimators, the constructor only stores its arguments
+    (each under its own name; `get_config()` returns them): the model is built
+    by the first `fit` (or by `build()`), when the classes are known. `save`
+    keeps the settings inside the `.keras` file, and `transferkit.load` gives
+    back a FineTuner with the same settings and weights.
 
     Args:
         backbone: str or `keras.Model`. A name from
@@ -62,7 +77,7 @@ class FineTuner:
             for the backbone without its top. Defaults to `"imagenet"`.
         head: `ClassificationHead` or None. The head's settings (pooling, dense
             blocks, dropout); its `num_classes` is filled in from the data.
-            Defaults to `ClassificationHead()`.
+            `None` means `ClassificationHead()`. Defaults to `None`.
         input_shape: tuple or int or None. The backbone's input size, as
             `(height, width, 3)` or one int for a square. Images of any size are
             resized to it. Defaults to the backbone's default size.
@@ -75,14 +90,14 @@ class FineTuner:
         augmentation: str, layer or None. Random augmentation of training
             batches: `"flip"` (horizontal flips), `None`, or Keras
             preprocessing layers. Defaults to `"flip"`.
-        augment_copies: int or None. Views of each training image kept in the
-            feature cache (the plain image plus `augment_copies - 1` augmented
-            ones); each costs one pass of the backbone. `None` picks by the
+        cached_views: int or None. Views of each training image kept in the
+            feature cache: the plain image, then `cached_views - 1` augmented
+            ones; each costs one pass of the backbone. `None` picks by the
             frozen phase's role: `2` when it ends the run (a head-only run, where
             the cached views are all the augmentation the head ever sees), `1`
             when the backbone unfreezes after it (a warm-up: the unfrozen epochs
             see fresh augmentation, and a second view would double the warm-up's
-            cost; `bench/keras_recipe.py`). Defaults to `None`.
+            cost; `python -m bench.keras_recipe`). Defaults to `None`.
         cache_features: bool or `FeatureCache`. Whether frozen phases train the
             head on features computed once rather than running the backbone in
             every epoch. `True` uses the cache shared by the whole process
@@ -91,8 +106,8 @@ class FineTuner:
             Defaults to `True`.
         jit_compile: bool. Whether Keras compiles training and feature
             extraction with XLA. On 2 CPU cores XLA made feature extraction
-            several times slower (compilation dominates; `bench/feature_cache.py`),
-            so it is off by default. Defaults to `False`.
+            several times slower (compilation dominates), so it is off by
+            default. Defaults to `False`.
         validation_split: float. Fraction of the training data held out
             (stratified, seeded) when `fit` gets no `validation_data`; `0`
             disables it. Defaults to `0.2`.
@@ -115,19 +130,19 @@ class FineTuner:
 
     def __init__(
         self,
-        backbone: str | keras.Model = "resnet50",
+        backbone: str | keras.Model = defaults.BACKBONE,
         num_classes: int | None = None,
         *,
-        weights: str | os.PathLike | None = "imagenet",
+        weights: str | os.PathLike | None = defaults.WEIGHTS,
         head: ClassificationHead | None = None,
         input_shape: tuple[int, int, int] | int | None = None,
         schedule: str | schedules_module.Schedule = "freeze_unfreeze",
-        optimizer: str = "adam",
+        optimizer: str = defaults.OPTIMIZER,
         augmentation="flip",
-        augment_copies: int | None = None,
+        cached_views: int | None = None,
         cache_features: "bool | FeatureCache" = True,
         jit_compile: bool = False,
-        validation_split: float = 0.2,
+        validation_split: float = defaults.VALIDATION_SPLIT,
         path_column: str = "path",
         label_column: str = "label",
         seed: int | None = None,
@@ -155,31 +170,33 @@ class FineTuner:
                 "`validation_split` must be in [0, 1). "
                 f"Received: validation_split={validation_split}"
             )
-        if augment_copies is not None and (
-            isinstance(augment_copies, bool)
-            or not isinstance(augment_copies, int)
-            or augment_copies < 1
+        if cached_views is not None and (
+            isinstance(cached_views, bool) or not isinstance(cached_views, int) or cached_views < 1
         ):
             raise ValueError(
-                "`augment_copies` must be an integer >= 1, or None to choose by schedule. "
-                f"Received: augment_copies={augment_copies!r}"
+                "`cached_views` must be an integer >= 1, or None to choose by schedule. "
+                f"Received: cached_views={cached_views!r}"
             )
         augmentation_layer(augmentation, seed)  # validates early
         schedules_module.get(schedule)
         get_optimizer(optimizer, 1e-3)
         if isinstance(backbone, str):
             get_backbone_spec(backbone)
+        elif not isinstance(backbone, keras.Model):
+            raise ValueError(
+                "`backbone` must be a name from transferkit.list_backbones() or a keras.Model. "
+                f"Received: backbone={backbone!r}"
+            )
 
-        self.backbone_name = backbone if isinstance(backbone, str) else backbone.name
-        self._backbone_arg = backbone
+        self.backbone = backbone
         self.num_classes = num_classes
         self.weights = weights
-        self.head_config = head if head is not None else ClassificationHead()
+        self.head = head if head is not None else ClassificationHead()
         self.input_shape = None if input_shape is None else tuple(input_shape)
         self.schedule = schedule
         self.optimizer = optimizer
         self.augmentation = augmentation
-        self.augment_copies = augment_copies
+        self.cached_views = cached_views
         self.cache_features = cache_features
         self.jit_compile = bool(jit_compile)
         self.validation_split = validation_split
@@ -191,6 +208,30 @@ class FineTuner:
         self.history = None
         self.skipped = pd.DataFrame(columns=["path", "reason"])
 
+    # === Settings ===
+    def get_config(self) -> dict:
+        """The constructor's arguments, in JSON form (Keras objects serialized).
+
+        Raises:
+            ValueError: for a custom schedule that is not registered with Keras.
+        """
+        return finetuner_config(self)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "FineTuner":
+        """A FineTuner (not yet built) with the settings of `get_config()`.
+
+        Raises:
+            ValueError: for an unknown setting, or a schedule or layer that
+                cannot be deserialized.
+        """
+        return cls(**finetuner_kwargs(cls, config))
+
+    @property
+    def backbone_name(self) -> str:
+        """The backbone's registry name, or your model's name."""
+        return self.backbone if isinstance(self.backbone, str) else self.backbone.name
+
     # === Building ===
     @property
     def built(self) -> bool:
@@ -200,31 +241,19 @@ class FineTuner:
     @property
     def class_names(self) -> list[str] | None:
         """The classes the model predicts, in output order (None before building)."""
-        return None if self.model is None else self.head.labels
-
-    @property
-    def head(self) -> ClassificationHead:
-        """The model's `ClassificationHead` layer (with its class names)."""
-        self._require_built("head")
-        return self.model.get_layer(HEAD_NAME)
-
-    @property
-    def backbone(self) -> keras.Model:
-        """The nested backbone model inside `self.model`."""
-        self._require_built("backbone")
-        return classifier_parts(self.model)[1]
+        return None if self.model is None else self.model.class_names
 
     @property
     def image_size(self) -> tuple[int, int]:
         """The (height, width) images are resized to."""
         if self.model is not None:
-            return tuple(classifier_parts(self.model)[0].image_size)
+            return self.model.image_size
         if self.input_shape is not None:
             return tuple(self.input_shape[:2])
         size = get_backbone_spec(self.backbone_name).default_size
         return (size, size)
 
-    def build(self, class_names: list[str] | None = None) -> keras.Model:
+    def build(self, class_names: list[str] | None = None) -> ImageClassifier:
         """Builds the model (the first `fit` does this for you).
 
         Args:
@@ -232,7 +261,7 @@ class FineTuner:
                 Defaults to `"0"`, `"1"`, ... for `num_classes` classes.
 
         Returns:
-            The `keras.Model`.
+            The `ImageClassifier`, with its backbone frozen.
         """
         if class_names is None:
             if self.num_classes is None:
@@ -250,16 +279,21 @@ class FineTuner:
         if self.seed is not None:
             keras.utils.set_random_seed(self.seed)
         backbone, spec = build_backbone(
-            self._backbone_arg, weights=self.weights, input_shape=self.input_shape
+            self.backbone, weights=self.weights, input_shape=self.input_shape
         )
-        config = self.head_config.get_config()
-        config.update(num_classes=len(class_names), class_names=list(class_names), name=HEAD_NAME)
-        head = ClassificationHead.from_config(config)
+        head = self.head.with_classes(len(class_names), list(class_names), name="head")
         image_size = tuple(backbone.input_shape[1:3])
         if None in image_size:
             image_size = self.image_size
-        self.model = build_classifier(backbone, spec.name, spec.preprocessing, image_size, head)
-        backbone.trainable = False
+        preprocessor = BackbonePreprocessing(
+            image_size=image_size, mode=spec.preprocessing, name="preprocessing"
+        )
+        self.model = ImageClassifier(backbone, head, preprocessor)
+        try:
+            self.model.finetuner_config = self.get_config()
+        except ValueError:
+            pass  # an unregistered custom schedule: `save` says so, with the fix
+        self.freeze()
         logger.info(
             f"built {spec.name} ({backbone.count_params():,} parameters, input "
             f"{image_size[0]}x{image_size[1]}, preprocessing {spec.preprocessing!r}) with a "
@@ -270,6 +304,53 @@ class FineTuner:
     def _require_built(self, what):
         if self.model is None:
             raise ValueError(f"The FineTuner has no {what} yet: call fit() or build() first.")
+
+    # === What trains ===
+    def freeze(self) -> Trainable:
+        """Freezes the whole backbone: only the head trains in the next `fit_phase`.
+
+        Returns:
+            A `Trainable` saying what trains.
+        """
+        self._require_built("model")
+        return set_trainable(self.model.backbone, 0)
+
+    def unfreeze(
+        self,
+        blocks: int | None = None,
+        *,
+        unit: str = "blocks",
+        train_bn: bool = False,
+        lowest_block_multiplier: float = defaults.LOWEST_BLOCK_MULTIPLIER,
+    ) -> Trainable:
+        """Makes the top `blocks` of the backbone trainable (all of it by default).
+
+        BatchNorm stays in inference mode unless `train_bn`; the trainable blocks
+        learn at multipliers of the head's rate falling geometrically to
+        `lowest_block_multiplier` (see `Schedule`). The next `fit_phase`
+        recompiles.
+
+        Args:
+            blocks: int or None. Blocks (or layers) from the top; `None`
+                unfreezes the whole backbone. Defaults to `None`.
+            unit: str. `"blocks"` or `"layers"`. Defaults to `"blocks"`.
+            train_bn: bool. Defaults to `False`.
+            lowest_block_multiplier: float. Defaults to `0.1`.
+
+        Returns:
+            A `Trainable` saying what trains, at which multipliers.
+        """
+        self._require_built("model")
+        backbone = self.model.backbone
+        count = len(backbone_units(backbone, unit)) if blocks is None else blocks
+        multiplier = check_multiplier(lowest_block_multiplier)
+        return set_trainable(
+            backbone,
+            count,
+            unit=unit,
+            train_bn=train_bn,
+            multipliers=block_multipliers(count, multiplier),
+        )
 
     # === Data ===
     def _source(self, data, labels=None, *, class_names=None, require_labels=True) -> ImageSource:
@@ -306,6 +387,31 @@ class FineTuner:
                 f"{self.class_names}."
             )
 
+    def split(self, data, labels=None, validation_data=None, *, seed=None):
+        """The training and validation sources `fit` uses, the model built for them.
+
+        Args:
+            data: The training images, in any form `fit` accepts.
+            labels: array-like or None.
+            validation_data: Held-out images in any such form, or None to hold
+                out `validation_split` of `data` (stratified, seeded).
+            seed: int or None. Seed of the split. Defaults to the FineTuner's.
+
+        Returns:
+            `(train, validation)`, two `ImageSource`s (validation may be None).
+        """
+        source = self._training_source(data, labels)
+        if validation_data is not None:
+            train = source
+            validation = self._source(validation_data, class_names=source.class_names)
+        elif self.validation_split and source.dataset is None:
+            split_seed = self.seed if seed is None else seed
+            train, validation = stratified_split(source, self.validation_split, seed=split_seed)
+        else:
+            train, validation = source, None
+        self._build_for(source)
+        return train, validation
+
     # === Training ===
     def fit(
         self,
@@ -313,8 +419,8 @@ class FineTuner:
         labels=None,
         *,
         validation_data=None,
-        epochs: int = 5,
-        batch_size: int = 32,
+        epochs: int = defaults.EPOCHS,
+        batch_size: int = defaults.BATCH_SIZE,
         callbacks: list | None = None,
         schedule=None,
         class_weight: dict | None = None,
@@ -324,6 +430,11 @@ class FineTuner:
         verbose="auto",
     ) -> pd.DataFrame:
         """Fine-tunes on `data` following the schedule.
+
+        The recipe, as calls you can also make yourself: `split` the data (and
+        build the model), then for each `Phase` of `schedule.plan(epochs)`,
+        `fit_phase` (which sets what trains, recompiles and trains), and at the
+        end put back the best epoch's weights.
 
         Args:
             data: The training images: a folder with one sub-folder per class, a
@@ -375,14 +486,13 @@ class FineTuner:
             keras.utils.set_random_seed(self.seed)
 
         # === Resuming ===
-        schedule_config = keras.saving.serialize_keras_object(schedule)
         state = read_state(checkpoint_dir) if checkpoint_dir is not None else None
         split_seed = self.seed
         if state is not None:
-            check_same_run(state, checkpoint_dir, epochs, schedule_config)
+            check_same_run(state, checkpoint_dir, epochs, _schedule_config(schedule))
             split_seed = state["split_seed"]
             self.model = keras.saving.load_model(state["model_path"])
-            self._classes_from_data = self.head.class_names is not None
+            self._classes_from_data = self.model.head.class_names is not None
             logger.info(
                 f"resuming from {checkpoint_dir}: {state['epochs_done']}/{epochs} epochs done"
             )
@@ -390,62 +500,137 @@ class FineTuner:
             # The validation split must be the same when the run resumes.
             split_seed = int(np.random.default_rng().integers(2**31))
 
-        source = self._training_source(data, labels)
-        if validation_data is not None:
-            train = source
-            validation = self._source(validation_data, class_names=source.class_names)
-        elif self.validation_split and source.dataset is None:
-            train, validation = stratified_split(source, self.validation_split, seed=split_seed)
-        else:
-            train, validation = source, None
+        train, validation = self.split(data, labels, validation_data, seed=split_seed)
 
-        self._build_for(source)
-
+        # === Callbacks ===
         rows = list(state["history"]) if state else []
         done = state["epochs_done"] if state else 0
-        extra_callbacks = [HistoryRecorder(None, rows)]
+        recorder = HistoryRecorder(None, rows)
+        own_callbacks = [recorder]
         best = BestWeights(self) if restore_best_weights and validation is not None else None
         if best is not None:
-            extra_callbacks.append(best)
+            own_callbacks.append(best)
         if checkpoint_dir is not None:
-            run_state = {"epochs": epochs, "schedule": schedule_config, "split_seed": split_seed}
-            extra_callbacks.append(RunCheckpoint(self, checkpoint_dir, run_state, rows))
+            run_state = {
+                "epochs": epochs,
+                "schedule": _schedule_config(schedule),
+                "split_seed": split_seed,
+            }
+            own_callbacks.append(RunCheckpoint(self, checkpoint_dir, run_state, rows))
+
+        # === The phases ===
         for phase in phases:
             if phase.end_epoch <= done:
                 continue
-            extra_callbacks[0].phase_name = phase.name
-            change = apply_phase(self.backbone, phase, schedule)
-            logger.info(describe_phase(phase, change, self.backbone_name, schedule.train_bn))
-            cached = phase.frozen and self.cache_features and train.dataset is None
-            if self.seed is not None:
-                # Reseed per phase: a cache hit skips the work that would otherwise
-                # have consumed random numbers, and must not change the result.
-                keras.utils.set_random_seed(self.seed + phase.start_epoch)
-            run = PhaseRun(
-                phase=phase,
+            recorder.phase_name = phase.name
+            self.fit_phase(
+                phase,
+                train,
+                validation,
                 schedule=schedule,
-                change=change,
-                train=train,
-                validation=validation,
                 batch_size=batch_size,
-                callbacks=list(callbacks or []) + extra_callbacks,
+                callbacks=list(callbacks or []) + own_callbacks,
                 class_weight=class_weight,
                 shuffle=shuffle,
-                augmentation=augmentation_layer(self.augmentation, self.seed),
                 verbose=verbose,
                 initial_epoch=max(phase.start_epoch, done),
                 last=phase is phases[-1],
             )
-            (fit_cached if cached else fit_end_to_end)(self, run)
-            if getattr(self.model, "stop_training", False):
-                logger.info(f"a callback ended phase {phase.name!r} early")
-                self.model.stop_training = False
         if best is not None:
             best.restore()
         self.history = history_frame(rows)
         return self.history
 
     _classes_from_data = False
+
+    def fit_phase(
+        self,
+        phase: schedules_module.Phase,
+        train: ImageSource,
+        validation: ImageSource | None = None,
+        *,
+        schedule: schedules_module.Schedule | None = None,
+        batch_size: int = defaults.BATCH_SIZE,
+        callbacks: list | None = None,
+        class_weight: dict | None = None,
+        shuffle: bool = True,
+        verbose="auto",
+        initial_epoch: int | None = None,
+        last: bool = True,
+    ) -> None:
+        """Runs one phase: sets what trains, recompiles (and says so), and trains.
+
+        A frozen phase trains the head on cached backbone features (unless
+        `cache_features=False` or the data is a `tf.data.Dataset`); any other
+        trains the whole classifier end to end.
+
+        Args:
+            phase: `Phase`. Its epochs, trainable blocks and learning rate.
+            train: `ImageSource`. From `split`.
+            validation: `ImageSource` or None.
+            schedule: `Schedule` or None. Gives the learning rate's shape, the
+                block multipliers and the BatchNorm mode. Defaults to the
+                FineTuner's schedule.
+            batch_size, callbacks, class_weight, shuffle, verbose: as in `fit`.
+            initial_epoch: int or None. Where to start inside the phase.
+                Defaults to `phase.start_epoch`.
+            last: bool. Whether the phase ends the run (a frozen phase that
+                ends the run caches more augmented views). Defaults to `True`.
+        """
+        self._require_built("model")
+        schedule = schedules_module.get(schedule if schedule is not None else self.schedule)
+        trainable = apply_phase(self.model.backbone, phase, schedule)
+        logger.info(describe_phase(phase, trainable, self.backbone_name))
+        if self.seed is not None:
+            # Reseed per phase: a cache hit skips the work that would otherwise
+            # have consumed random numbers, and must not change the result.
+            keras.utils.set_random_seed(self.seed + phase.start_epoch)
+            reseed_layers(self.model, self.seed + phase.start_epoch)
+        run = PhaseRun(
+            phase=phase,
+            schedule=schedule,
+            trainable=trainable,
+            optimizer=self.optimizer,
+            train=train,
+            validation=validation,
+            batch_size=batch_size,
+            callbacks=list(callbacks or []),
+            class_weight=class_weight,
+            shuffle=shuffle,
+            augmentation=augmentation_layer(self.augmentation, self.seed),
+            verbose=verbose,
+            initial_epoch=phase.start_epoch if initial_epoch is None else initial_epoch,
+            seed=self.seed,
+            jit_compile=self.jit_compile,
+        )
+        if trainable.frozen and self.cache_features and train.dataset is None:
+            fit_cached(self.model, run, self._feature_cache(), self._views(run, last))
+        else:
+            fit_end_to_end(self.model, run)
+        if getattr(self.model, "stop_training", False):
+            logger.info(f"a callback ended phase {phase.name!r} early")
+            self.model.stop_training = False
+
+    def _feature_cache(self) -> FeatureCache | None:
+        """The cache frozen phases use: the FineTuner's own, the shared one, or none."""
+        if isinstance(self.cache_features, FeatureCache):
+            return self.cache_features
+        return default_cache() if self.cache_features else None
+
+    def _views(self, run: PhaseRun, last: bool) -> int:
+        """How many views of each training image a cached phase computes.
+
+        `cached_views=None` decides by the phase's role: a frozen phase that ends
+        the run gives the head all the augmentation it will ever see (2 views);
+        a warm-up before unfreezing only has to bring the head close, and the
+        unfrozen epochs augment afresh, so it takes the plain images (1 view) at
+        half the cost.
+        """
+        if run.augmentation is None:
+            return 1
+        if self.cached_views is not None:
+            return self.cached_views
+        return 2 if last else 1
 
     def find_lr(
         self,
@@ -455,12 +640,13 @@ class FineTuner:
         start_learning_rate: float = 1e-7,
         end_learning_rate: float = 1.0,
         steps: int = 100,
-        batch_size: int = 32,
+        batch_size: int = defaults.BATCH_SIZE,
     ) -> LRFinderResult:
         """Finds a learning rate for the head on the frozen backbone (a range test).
 
-        Trains the head on cached backbone features for `steps` batches at rates
-        growing exponentially from `start_learning_rate` to `end_learning_rate`,
+        Trains the head on backbone features (kept in the feature cache unless
+        `cache_features=False`) for `steps` batches at rates growing
+        exponentially from `start_learning_rate` to `end_learning_rate`,
         stopping early once the loss blows up, then restores the weights: the
         model is left as it was.
 
@@ -489,13 +675,20 @@ class FineTuner:
                 "find_lr needs images it can cache: pass files or arrays, not a tf.data.Dataset."
             )
         self._build_for(source)
-        self.backbone.trainable = False
-        features, feature_labels = cached_features(self, source, batch_size, None, 1)
+        self.freeze()
+        features, feature_labels = cached_features(
+            self.model,
+            source,
+            cache=self._feature_cache(),
+            batch_size=batch_size,
+            seed=self.seed,
+            jit_compile=self.jit_compile,
+        )
         return find_learning_rate(
-            head_model(self.head, features.shape[1:]),
+            head_model(self.model.head, features.shape[1:]),
             np.asarray(features),
             np.asarray(feature_labels),
-            self.head.default_loss(),
+            self.model.head.default_loss(),
             start_learning_rate,
             end_learning_rate,
             steps,
@@ -504,7 +697,7 @@ class FineTuner:
         )
 
     # === Inference ===
-    def predict(self, images, batch_size: int = 32) -> pd.DataFrame:
+    def predict(self, images, batch_size: int = defaults.BATCH_SIZE) -> pd.DataFrame:
         """Predicts the class of each image.
 
         Args:
@@ -524,7 +717,9 @@ class FineTuner:
         probabilities = self._probabilities(source, batch_size)
         return predictions_frame(probabilities, self.class_names, source.identifiers)
 
-    def evaluate(self, data, labels=None, batch_size: int = 32) -> EvaluationReport:
+    def evaluate(
+        self, data, labels=None, batch_size: int = defaults.BATCH_SIZE
+    ) -> EvaluationReport:
         """Measures the model on labelled data.
 
         Args:
@@ -555,11 +750,11 @@ class FineTuner:
     def _probabilities(self, source, batch_size):
         dataset = make_dataset(source, self.image_size, batch_size, include_labels=False)
         outputs = self.model.predict(dataset, verbose=0)
-        return self.head.probabilities(outputs)
+        return self.model.head.probabilities(outputs)
 
     # === Saving ===
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
-        """Saves the model (with its preprocessing and class names) to a `.keras` file.
+        """Saves the model, its class names and these settings to a `.keras` file.
 
         The file is written beside its destination and renamed onto it only once
         complete, so a crash mid-save leaves an existing file intact.
@@ -571,51 +766,100 @@ class FineTuner:
 
         Raises:
             FileExistsError: if `path` exists and `overwrite` is `False`.
+            ValueError: for a path not ending in `.keras`, or a custom schedule
+                that is not registered with Keras (it could not be loaded).
         """
         self._require_built("model")
         if not str(path).endswith(".keras"):
             raise ValueError(f"The path must end in '.keras'. Received: path={str(path)!r}")
+        self.model.finetuner_config = self.get_config()
         with atomic_path(path, overwrite=overwrite) as tmp:
             self.model.save(tmp)
         logger.info(f"saved {path}")
 
     @classmethod
     def from_model(cls, model: keras.Model) -> "FineTuner":
-        """Wraps a classifier built by transferkit (for example a loaded one)."""
-        preprocessing, backbone, head, backbone_name = classifier_parts(model)
-        head_config = head.get_config()
-        head_config.update(num_classes=None, class_names=None)
-        head_config.pop("name", None)
-        finetuner = cls.__new__(cls)
-        finetuner.__init__(
-            backbone=backbone,
-            num_classes=head.num_classes,
-            weights=None,
-            head=ClassificationHead.from_config(head_config),
-            input_shape=(*preprocessing.image_size, 3),
-        )
-        finetuner.backbone_name = backbone_name
+        """Wraps a classifier (for example a loaded one) in a FineTuner.
+
+        The settings are those the model was saved with (`finetuner_config`);
+        a classifier without them (built by hand, or saved by transferkit 0.1)
+        gets the defaults around its own backbone, head and input size.
+
+        Args:
+            model: `ImageClassifier`, or a classifier saved by transferkit 0.1.
+
+        Raises:
+            ValueError: if `model` is neither.
+        """
+        backbone_name = None
+        if is_legacy_classifier(model):
+            model, backbone_name = upgrade_legacy_classifier(model)
+        if not isinstance(model, ImageClassifier):
+            raise ValueError(
+                f"A FineTuner wraps a transferkit.ImageClassifier. Received a "
+                f"{type(model).__name__} named {model.name!r}."
+            )
+        config = dict(model.finetuner_config or {})
+        if not config:
+            head = model.head.get_config()
+            head.update(num_classes=None, class_names=None)
+            head.pop("name", None)
+            config = {
+                # A registry name keeps the log's and the CLI's wording; else the model.
+                "backbone": backbone_name if backbone_name in list_backbones() else model.backbone,
+                "num_classes": model.head.num_classes,
+                "weights": None,
+                "head": keras.saving.serialize_keras_object(ClassificationHead.from_config(head)),
+                "input_shape": [*model.image_size, 3],
+            }
+        if isinstance(config.get("backbone"), dict):
+            # The model holds the backbone (with its weights): no need to rebuild it.
+            config["backbone"] = model.backbone
+        finetuner = cls(**finetuner_kwargs(cls, config))
         finetuner.model = model
-        finetuner._classes_from_data = head.class_names is not None
+        finetuner._classes_from_data = model.head.class_names is not None
         return finetuner
 
 
-def load(path: str | os.PathLike) -> FineTuner:
-    """Loads a model saved by `FineTuner.save` as a `FineTuner`.
+def reseed_layers(model: keras.Model, seed: int) -> None:
+    """Restarts the random state of the model's layers (Dropout and the like) from `seed`.
 
-    Plain `keras.saving.load_model(path)` works too once transferkit is
-    imported; this also restores the class names and settings around it.
+    Keras seeds these from the global seed when a layer is created, and a `.keras`
+    file does not keep their state: without this, a loaded model would draw other
+    dropout masks than the model it was saved from, and a fit after loading would
+    not repeat a fit after fitting.
+    """
+    states = [v for v in model.non_trainable_variables if v.name == "seed_generator_state"]
+    for index, state in enumerate(states):
+        state.assign(np.array([seed + index, 0], dtype=state.dtype))
+
+
+def _schedule_config(schedule) -> dict:
+    """A schedule's serialized form, as checkpoints compare it."""
+    return keras.saving.serialize_keras_object(schedule)
+
+
+def load(path: str | os.PathLike) -> FineTuner:
+    """Loads a model saved by `FineTuner.save` as a `FineTuner` with the same settings.
+
+    The FineTuner that comes back is equal in every setting to the one saved
+    (`get_config()`), holds the saved weights, and fits on with the same
+    schedule, optimizer, augmentation and seed. Models saved by transferkit 0.1
+    load too (with default settings, which 0.1 did not save). Plain
+    `keras.saving.load_model(path)` also works once transferkit is imported,
+    and returns the `ImageClassifier`. Loading runs in Keras's safe mode: no
+    code from the file is run.
 
     Args:
-        path: str or path. A `.keras` file written by `FineTuner.save`.
+        path: str or path. A `.keras` file written by `FineTuner.save` (or
+            `ImageClassifier.save`).
 
     Returns:
         A `FineTuner` ready to `predict`, `evaluate`, `save` or `fit` on.
 
     Raises:
         FileNotFoundError: if there is no file at `path`.
+        ValueError: if the file is not a `.keras` file, cannot be loaded in
+            safe mode, or holds a model transferkit did not write.
     """
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No saved model at {path!r}.")
-    model = keras.saving.load_model(path)
-    return FineTuner.from_model(model)
+    return FineTuner.from_model(load_classifier(path))

@@ -1,86 +1,139 @@
-"""Applying a phase to a model: trainable flags, BatchNorm mode, learning-rate multipliers."""
+"""Setting what trains: trainable flags, BatchNorm mode, learning-rate multipliers."""
+
+import dataclasses
 
 import keras
 
 from transferkit.schedules import Phase, Schedule, backbone_blocks
 
 
+@dataclasses.dataclass(frozen=True)
+class Trainable:
+    """What part of a backbone trains, and at which learning-rate multipliers.
+
+    Args:
+        units: int. How many units (blocks or layers), counted from the top, train.
+        total_units: int. How many units the backbone has.
+        unit: str. `"blocks"` or `"layers"`.
+        train_bn: bool. Whether BatchNorm layers of the trainable units train.
+        lr_multipliers: dict. Variable path prefix -> learning-rate multiplier,
+            for the optimizer (`transferkit.optimizers`).
+    """
+
+    units: int
+    total_units: int
+    unit: str = "blocks"
+    train_bn: bool = False
+    lr_multipliers: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the whole backbone is frozen."""
+        return self.units == 0
+
+
 def backbone_units(backbone: keras.Model, unit: str = "blocks") -> list[list[keras.layers.Layer]]:
     """The backbone's blocks (or single weighted layers when `unit="layers"`), input first."""
+    if unit not in ("blocks", "layers"):
+        raise ValueError(f"`unit` must be 'blocks' or 'layers'. Received: unit={unit!r}")
     if unit == "layers":
         return [[layer] for layer in backbone.layers if layer.weights]
     return backbone_blocks(backbone)
 
 
-def apply_phase(backbone: keras.Model, phase: Phase, schedule: Schedule) -> dict:
-    """Sets which backbone layers train in `phase` and returns what changed.
+def set_trainable(
+    backbone: keras.Model,
+    units: int | None,
+    *,
+    unit: str = "blocks",
+    train_bn: bool = False,
+    multipliers: list[float] = (),
+) -> Trainable:
+    """Makes the top `units` blocks (or layers) of `backbone` trainable, the rest frozen.
 
     BatchNorm layers stay frozen (and so run in inference mode, keeping their
-    moving statistics) unless `schedule.train_bn` is set, as the Keras guide
-    advises: a small fine-tuning batch would otherwise overwrite the
-    statistics learned on ImageNet.
+    moving statistics) unless `train_bn` is set, as the Keras guide advises: a
+    small fine-tuning batch would otherwise overwrite the statistics learned
+    on ImageNet.
+
+    Args:
+        backbone: `keras.Model`.
+        units: int or None. How many units train, from the top; `0` freezes
+            the backbone, `None` unfreezes all of it.
+        unit: str. `"blocks"` or `"layers"`. Defaults to `"blocks"`.
+        train_bn: bool. Defaults to `False`.
+        multipliers: sequence of float. Learning-rate multipliers of the
+            trainable units, from the top down (`Schedule.block_multipliers`);
+            units without one train at the head's rate.
 
     Returns:
-        A dict with `trainable_units` (how many units train), `total_units`,
-        `unit` and `lr_multipliers` (variable path prefix -> multiplier for the
-        optimizer).
+        A `Trainable`.
 
     Raises:
-        ValueError: if the phase asks for more units than the backbone has.
+        ValueError: if more units are asked for than the backbone has.
     """
-    unit = getattr(schedule, "unit", "blocks")
-    units = backbone_units(backbone, unit)
-    total = len(units)
-    count = total if phase.trainable_blocks is None else phase.trainable_blocks
+    all_units = backbone_units(backbone, unit)
+    total = len(all_units)
+    count = total if units is None else units
     if count > total:
         raise ValueError(
-            f"Phase {phase.name!r} of {type(schedule).__name__} unfreezes {count} {unit}, but "
-            f"backbone {backbone.name!r} has only {total} {unit}. Lower the number of {unit} "
-            "(e.g. max_blocks=...) or pass None to unfreeze the whole backbone."
+            f"Unfreezing {count} {unit} of backbone {backbone.name!r}, which has only {total} "
+            f"{unit}. Lower the number of {unit} (e.g. max_blocks=...) or pass None to "
+            "unfreeze the whole backbone."
         )
     if count == 0:
         backbone.trainable = False
-        return {"trainable_units": 0, "total_units": total, "unit": unit, "lr_multipliers": {}}
+        return Trainable(0, total, unit, train_bn)
 
     # Setting `trainable` on the nested model cascades to every layer; the
     # per-layer flags below must come after it.
     backbone.trainable = True
-    multipliers = {}
-    ranks = schedule.block_multipliers(count)
-    for index, layers in enumerate(units):
+    lr_multipliers = {}
+    for index, layers in enumerate(all_units):
         rank = total - 1 - index  # 0 for the top unit
         trains = rank < count
         for layer in layers:
             is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
-            layer.trainable = trains and (schedule.train_bn or not is_batch_norm)
-            if layer.trainable and layer.weights:
-                multipliers[f"{layer.name}/"] = ranks[rank]
+            layer.trainable = trains and (train_bn or not is_batch_norm)
+            if layer.trainable and layer.weights and rank < len(multipliers):
+                lr_multipliers[f"{layer.name}/"] = multipliers[rank]
     for layer in backbone.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        if not any(layer in layers for layers in units):
+        if not any(layer in layers for layers in all_units):
             layer.trainable = False
-    return {
-        "trainable_units": count,
-        "total_units": total,
-        "unit": unit,
-        "lr_multipliers": multipliers,
-    }
+    return Trainable(count, total, unit, train_bn, lr_multipliers)
 
 
-def describe_phase(phase: Phase, change: dict, backbone_name: str, train_bn: bool) -> str:
+def apply_phase(backbone: keras.Model, phase: Phase, schedule: Schedule) -> Trainable:
+    """Sets what trains in `phase` of `schedule` (see `set_trainable`)."""
+    if phase.trainable_blocks == 0:
+        return set_trainable(backbone, 0, unit=schedule.unit)
+    count = phase.trainable_blocks
+    if count is None:
+        count = len(backbone_units(backbone, schedule.unit))
+    return set_trainable(
+        backbone,
+        phase.trainable_blocks,
+        unit=schedule.unit,
+        train_bn=schedule.train_bn,
+        multipliers=schedule.block_multipliers(count),
+    )
+
+
+def describe_phase(phase: Phase, trainable: Trainable, backbone_name: str) -> str:
     """A log line saying what a phase trains."""
-    if change["trainable_units"] == 0:
+    if trainable.frozen:
         what = f"backbone {backbone_name} frozen, head trains"
     else:
         what = (
-            f"top {change['trainable_units']}/{change['total_units']} {change['unit']} of "
+            f"top {trainable.units}/{trainable.total_units} {trainable.unit} of "
             f"{backbone_name} trainable"
         )
-        values = list(change["lr_multipliers"].values())
+        values = list(trainable.lr_multipliers.values())
         if values:
             what += f" at {min(values):.3g}x-{max(values):.3g}x the head's learning rate"
-        what += ", BatchNorm " + ("trains" if train_bn else "kept in inference mode")
+        what += ", BatchNorm " + ("trains" if trainable.train_bn else "kept in inference mode")
     return (
         f"epoch {phase.start_epoch + 1}-{phase.end_epoch}: phase {phase.name!r}: {what}; "
         f"recompiled (head learning rate {phase.learning_rate:.3g})"

@@ -1,9 +1,11 @@
 """Running one phase of a schedule: end to end, or on cached backbone features.
 
-`FineTuner.fit` plans the phases and sets the trainable flags; this module
-compiles for a phase (a fresh layer-wise optimizer with the phase's learning
-rate schedule) and runs Keras's `fit` for its epochs, either on the full model
-or, while the backbone is frozen, on the head alone over features computed once.
+The phase runners take what they use: the classifier, a typed `PhaseRun` (the
+phase, what trains and the Keras `fit` settings) and, for a cached phase, the
+feature cache. They compile for the phase (a fresh layer-wise optimizer with
+the phase's learning-rate schedule) and run Keras's `fit` for its epochs,
+either on the whole classifier or, while the backbone is frozen, on the head
+alone over features computed once.
 """
 
 import dataclasses
@@ -12,26 +14,41 @@ import math
 import keras
 
 from transferkit.data import ImageSource, make_dataset
-from transferkit.features import (
-    FeatureCache,
-    default_cache,
-    extract_features,
-    model_fingerprint,
-    source_fingerprint,
-)
+from transferkit.features import FeatureCache, extract_features, model_fingerprint
+from transferkit.features import source_fingerprint as fingerprint_source
 from transferkit.finetuner.augmentation import augmentation_key
-from transferkit.finetuner.model import classifier_parts
+from transferkit.finetuner.freezing import Trainable
+from transferkit.models import ImageClassifier
 from transferkit.optimizers import get_optimizer
 from transferkit.schedules import Phase, Schedule
 
 
 @dataclasses.dataclass
 class PhaseRun:
-    """Everything one phase of a run needs."""
+    """One phase of a run: what trains, on which data, with which Keras `fit` settings.
+
+    Args:
+        phase: `Phase`. The epochs, the number of trainable blocks and the peak
+            learning rate.
+        schedule: `Schedule`. Gives the learning rate's shape within the phase.
+        trainable: `Trainable`. What `set_trainable` made trainable, with the
+            learning-rate multipliers of the backbone's layers.
+        optimizer: str. `"adam"`, `"adamw"` or `"sgd"`.
+        train, validation: `ImageSource`s (validation may be None).
+        batch_size, callbacks, class_weight, shuffle, verbose: as in Keras's
+            `fit`.
+        augmentation: Keras layer or None. Random augmentation of training
+            batches.
+        initial_epoch: int. Where the phase starts (later than
+            `phase.start_epoch` when a run resumes inside it).
+        seed: int or None. Seeds shuffling, augmentation and cached views.
+        jit_compile: bool. Whether Keras compiles with XLA.
+    """
 
     phase: Phase
     schedule: Schedule
-    change: dict  # what `apply_phase` changed, with the learning-rate multipliers
+    trainable: Trainable
+    optimizer: str
     train: ImageSource
     validation: ImageSource | None
     batch_size: int
@@ -41,35 +58,17 @@ class PhaseRun:
     augmentation: keras.layers.Layer | None
     verbose: object
     initial_epoch: int
-    last: bool = True  # whether this phase ends the run
+    seed: int | None
+    jit_compile: bool
 
 
-def cached_views(finetuner, run: PhaseRun) -> int:
-    """How many views of each training image a cached phase computes.
-
-    `FineTuner(augment_copies=None)` decides by the phase's role: a frozen phase
-    that ends the run gives the head all the augmentation it will ever see (2
-    views); a warm-up before unfreezing only has to bring the head close, and the
-    unfrozen epochs augment afresh, so it takes the plain images (1 view) at half
-    the cost.
-    """
-    if run.augmentation is None:
-        return 1
-    if finetuner.augment_copies is not None:
-        return finetuner.augment_copies
-    return 2 if run.last else 1
-
-
-def compile_for_phase(finetuner, model, run: PhaseRun, steps_per_epoch: int) -> None:
+def compile_for_phase(model: keras.Model, loss: str, run: PhaseRun, steps_per_epoch: int) -> None:
     """Compiles `model` with a fresh optimizer carrying the phase's rates and multipliers."""
     phase = run.phase
     learning_rate = run.schedule.learning_rate_schedule(phase, steps_per_epoch)
-    optimizer = get_optimizer(finetuner.optimizer, learning_rate, run.change["lr_multipliers"])
+    optimizer = get_optimizer(run.optimizer, learning_rate, run.trainable.lr_multipliers)
     model.compile(
-        optimizer=optimizer,
-        loss=finetuner.head.default_loss(),
-        metrics=["accuracy"],
-        jit_compile=finetuner.jit_compile,
+        optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=run.jit_compile
     )
     if run.initial_epoch > phase.start_epoch:
         # Resuming inside a phase: its learning-rate schedule goes on where it was.
@@ -77,21 +76,22 @@ def compile_for_phase(finetuner, model, run: PhaseRun, steps_per_epoch: int) -> 
         optimizer.iterations.assign((run.initial_epoch - phase.start_epoch) * steps_per_epoch)
 
 
-def fit_end_to_end(finetuner, run: PhaseRun) -> None:
-    """Trains the full model (raw images in) for the phase's epochs."""
+def fit_end_to_end(model: ImageClassifier, run: PhaseRun) -> None:
+    """Trains the whole classifier (raw images in) for the phase's epochs."""
     dataset = make_dataset(
         run.train,
-        finetuner.image_size,
+        model.image_size,
         run.batch_size,
         shuffle=run.shuffle,
-        seed=finetuner.seed,
+        seed=run.seed,
         augmentation=run.augmentation,
     )
     validation = None
     if run.validation is not None:
-        validation = make_dataset(run.validation, finetuner.image_size, run.batch_size)
-    compile_for_phase(finetuner, finetuner.model, run, _steps(run.train, run.batch_size, dataset))
-    finetuner.model.fit(
+        validation = make_dataset(run.validation, model.image_size, run.batch_size)
+    steps = _steps(run.train, run.batch_size, dataset)
+    compile_for_phase(model, model.head.default_loss(), run, steps)
+    model.fit(
         dataset,
         validation_data=validation,
         initial_epoch=run.initial_epoch,
@@ -104,30 +104,45 @@ def fit_end_to_end(finetuner, run: PhaseRun) -> None:
     )
 
 
-def fit_cached(finetuner, run: PhaseRun) -> None:
+def fit_cached(model: ImageClassifier, run: PhaseRun, cache: FeatureCache, views: int) -> None:
     """Trains the head alone on cached backbone features for the phase's epochs.
 
     Numerically this is the end-to-end phase with a frozen backbone in inference
-    mode (the head's weights are shared with the full model), minus the cost of
-    running the backbone again in every epoch.
+    mode (the head's weights are shared with the whole classifier), minus the
+    cost of running the backbone again in every epoch.
+
+    Args:
+        model: `ImageClassifier`. Its backbone must be frozen.
+        run: `PhaseRun`.
+        cache: `FeatureCache`. Where features are looked up and kept.
+        views: int. Views of each training image to compute (the plain image,
+            then augmented ones).
     """
-    views = cached_views(finetuner, run)
     augmentation = run.augmentation if views > 1 else None
     # Bars only where Keras draws bars too; logs and pipes (verbose=2) get the summary line.
     progress = 1 if run.verbose in (1, "auto") else 0
     # Hashing the backbone's weights costs a pass over them (100 MB for ResNet50): once.
-    digest = model_fingerprint(finetuner.backbone)
+    digest = model_fingerprint(model.backbone)
+    extract = dict(
+        cache=cache, batch_size=run.batch_size, seed=run.seed, jit_compile=run.jit_compile
+    )
     features, labels = cached_features(
-        finetuner, run.train, run.batch_size, augmentation, views, progress, digest
+        model,
+        run.train,
+        views=views,
+        augmentation=augmentation,
+        verbose=progress,
+        backbone_digest=digest,
+        **extract,
     )
     validation = None
     if run.validation is not None:
-        validation = cached_features(
-            finetuner, run.validation, run.batch_size, None, 1, backbone_digest=digest
-        )
-    model = head_model(finetuner.head, features.shape[1:])
-    compile_for_phase(finetuner, model, run, math.ceil(len(features) / run.batch_size))
-    model.fit(
+        validation = cached_features(model, run.validation, backbone_digest=digest, **extract)
+    head = head_model(model.head, features.shape[1:])
+    compile_for_phase(
+        head, model.head.default_loss(), run, math.ceil(len(features) / run.batch_size)
+    )
+    head.fit(
         features,
         labels,
         batch_size=run.batch_size,
@@ -139,57 +154,68 @@ def fit_cached(finetuner, run: PhaseRun) -> None:
         shuffle=run.shuffle,
         verbose=run.verbose,
     )
-    finetuner.model.stop_training = model.stop_training
+    model.stop_training = head.stop_training
 
 
 def cached_features(
-    finetuner, source, batch_size, augmentation, views, verbose=0, backbone_digest=None
+    model: ImageClassifier,
+    source: ImageSource,
+    *,
+    cache: FeatureCache | None,
+    batch_size: int,
+    seed: int | None,
+    jit_compile: bool = False,
+    views: int = 1,
+    augmentation: keras.layers.Layer | None = None,
+    verbose: int = 0,
+    backbone_digest: str | None = None,
 ):
-    """`(features, labels)` of a source from the cache, computing them on a miss.
+    """`(features, labels)` of a source: from `cache`, computed on a miss.
 
-    `backbone_digest` is `model_fingerprint(finetuner.backbone)` when the caller has it.
+    Args:
+        model: `ImageClassifier` whose frozen backbone computes the features.
+        source: `ImageSource`.
+        cache: `FeatureCache` or None. `None` computes the features without
+            keeping them anywhere.
+        batch_size, seed, jit_compile: as for the run.
+        views: int. Views of each image (the plain one, then augmented ones).
+        augmentation: Keras layer or None. Makes the augmented views.
+        verbose: int. 1 draws a progress bar.
+        backbone_digest: str or None. `model_fingerprint(model.backbone)` when
+            the caller has it already.
     """
-    cache = finetuner.cache_features
-    if not isinstance(cache, FeatureCache):
-        cache = default_cache()
-    key = cache.make_key(
-        source_fingerprint(source),
-        backbone_digest or model_fingerprint(finetuner.backbone),
-        finetuner.image_size,
-        views,
-        None if augmentation is None else augmentation_key(augmentation),
-        finetuner.seed,
-    )
-    entry = cache.get(key)
-    if entry is None:
-        extractor = feature_model(finetuner.model, finetuner.image_size)
-        extractor.compile(jit_compile=finetuner.jit_compile)
-        features, labels = extract_features(
-            extractor,
-            source,
-            finetuner.image_size,
-            batch_size,
-            augmentation,
+    key = None
+    if cache is not None:
+        key = cache.make_key(
+            fingerprint_source(source),
+            backbone_digest or model_fingerprint(model.backbone),
+            model.image_size,
             views,
-            finetuner.seed,
-            verbose=verbose,
+            None if augmentation is None else augmentation_key(augmentation),
+            seed,
         )
-        entry = cache.put(key, features, labels)
-    return entry
+        entry = cache.get(key)
+        if entry is not None:
+            return entry
+    extractor = model.feature_extractor()
+    extractor.compile(jit_compile=jit_compile)
+    features, labels = extract_features(
+        extractor,
+        source,
+        model.image_size,
+        batch_size,
+        augmentation,
+        views,
+        seed,
+        verbose=verbose,
+    )
+    return (features, labels) if cache is None else cache.put(key, features, labels)
 
 
 def head_model(head, feature_shape) -> keras.Model:
-    """The head alone, from pooled features; it shares its weights with the full model."""
+    """The head alone, from pooled features; it shares its weights with the classifier."""
     inputs = keras.Input(shape=feature_shape, name="features")
     return keras.Model(inputs, head.classify(inputs), name="head_only")
-
-
-def feature_model(model: keras.Model, image_size) -> keras.Model:
-    """Raw images -> pooled backbone features, with the backbone in inference mode."""
-    preprocessing, backbone, head, _ = classifier_parts(model)
-    inputs = keras.Input(shape=(*image_size, 3))
-    pooled = head.pool(backbone(preprocessing(inputs), training=False))
-    return keras.Model(inputs, pooled, name="features")
 
 
 def _steps(source, batch_size, dataset):

@@ -1,8 +1,12 @@
 """The base of every fine-tuning schedule, and the phases a schedule plans."""
 
 import dataclasses
+import inspect
+import json
 
 import keras
+
+from transferkit import defaults
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,14 +41,87 @@ class Phase:
         return self.trainable_blocks == 0
 
 
-DEFAULT_FINE_TUNE_LEARNING_RATE = 1e-4
+def check_positive(name: str, value) -> float:
+    """Returns `value` as a float, or raises if it is not a number > 0."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"`{name}` must be a number > 0. Received: {name}={value!r}")
+    return float(value)
 
 
-def _check_positive(name, value, allow_zero=False):
-    low_ok = value >= 0 if allow_zero else value > 0
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low_ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"`{name}` must be a number {bound}. Received: {name}={value!r}")
+def check_warmup(warmup) -> float:
+    """Returns `warmup` as a float, or raises if it is not in [0, 1)."""
+    if not isinstance(warmup, (int, float)) or isinstance(warmup, bool) or not 0 <= warmup < 1:
+        raise ValueError(f"`warmup` must be a number in [0, 1). Received: warmup={warmup!r}")
+    return float(warmup)
+
+
+def check_multiplier(lowest_block_multiplier) -> float:
+    """Returns the lowest block's learning-rate multiplier, or raises if not in (0, 1]."""
+    value = lowest_block_multiplier
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1:
+        raise ValueError(
+            "`lowest_block_multiplier` multiplies the head's learning rate for the lowest "
+            "trainable backbone block, so it must be in (0, 1] (1 trains every block at the "
+            f"head's rate). Received: lowest_block_multiplier={value!r}"
+        )
+    return float(value)
+
+
+def block_multipliers(num_trainable: int, lowest_block_multiplier: float) -> list[float]:
+    """Geometric learning-rate multipliers of `num_trainable` blocks, from the top down.
+
+    The lowest block gets `lowest_block_multiplier` and the top one
+    `lowest_block_multiplier ** (1 / num_trainable)`.
+    """
+    if num_trainable <= 0:
+        return []
+    lowest = lowest_block_multiplier
+    return [lowest ** ((rank + 1) / num_trainable) for rank in range(num_trainable)]
+
+
+def reject_unused(schedule_class: type, kwargs: dict, why: str) -> None:
+    """Raises for arguments a schedule does not use, rather than ignoring them."""
+    if kwargs:
+        raise ValueError(
+            f"{schedule_class.__name__} does not take {sorted(kwargs)}: {why}. It takes "
+            f"{argument_names(schedule_class)}. Received: "
+            + ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
+        )
+
+
+def argument_names(schedule_class: type) -> list[str]:
+    """The arguments a schedule class takes.
+
+    A subclass's `**kwargs` is taken to pass Schedule's own arguments on; a built-in
+    schedule that refuses the ones it does not use names its catch-all `**unused`.
+    """
+    names, forwards = [], False
+    for name, parameter in inspect.signature(schedule_class).parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            forwards = name != "unused"
+        elif parameter.kind is not inspect.Parameter.VAR_POSITIONAL:
+            names.append(name)
+    if forwards and schedule_class is not Schedule:
+        names += [name for name in argument_names(Schedule) if name not in names]
+    return names
+
+
+def upgrade_config(schedule_class: type, config: dict) -> dict:
+    """Translates a schedule config saved by transferkit 0.1 into today's arguments.
+
+    0.1 stored `lr_mult` (how many times slower the lowest block learned than the
+    head; today's `lowest_block_multiplier` is its reciprocal), every rate on every
+    schedule (today a schedule takes only those it uses), and
+    `fine_tune_learning_rate=None` for the default.
+    """
+    config = dict(config)
+    if "lr_mult" not in config:
+        return config
+    config["lowest_block_multiplier"] = 1.0 / float(config.pop("lr_mult"))
+    if config.get("fine_tune_learning_rate", 0) is None:
+        config.pop("fine_tune_learning_rate")
+    taken = argument_names(schedule_class)
+    return {key: value for key, value in config.items() if key in taken}
 
 
 class Schedule:
@@ -54,23 +131,26 @@ class Schedule:
     in order, changing `trainable` and recompiling (and saying so in the log)
     at each phase boundary, with a warm-up then cosine learning rate inside
     each phase. Subclasses override `phases()`; everything else (learning
-    rates, BatchNorm handling, serialization) is shared.
+    rates, BatchNorm handling, serialization) is shared. A built-in schedule
+    takes only the arguments it uses: `Freeze` has no fine-tuning rate,
+    `NoFreeze` no frozen-phase rate, and passing one is an error.
 
     Args:
         learning_rate: float. Peak learning rate of the head while the backbone
             is frozen. A new head on fixed features is a small, well-behaved
             problem: at `1e-2` a linear head reached in one epoch what it needed
-            five epochs for at `1e-3` (`bench/head_learning_rate.py`, see the
-            docs' home page). Defaults to `1e-2`.
+            five epochs for at `1e-3` (`python -m bench.head_learning_rate`).
+            Defaults to `1e-2`.
         fine_tune_learning_rate: float. Peak learning rate of the head once
             backbone blocks train (the blocks get it times their multiplier). It
             does not follow `learning_rate`: how fast pretrained weights may move
-            does not depend on how fast a new head learns. `None` means the
-            default. Defaults to `1e-4`.
-        lr_mult: float. Ratio between the head's learning rate and that of the
-            lowest trainable backbone block; the blocks in between get rates
-            spread geometrically (discriminative learning rates, as in fastai).
-            `1` trains every layer at the same rate. Defaults to `10`.
+            does not depend on how fast a new head learns. Defaults to `1e-4`.
+        lowest_block_multiplier: float. Learning-rate multiplier, in `(0, 1]`, of
+            the lowest trainable backbone block: it learns at
+            `fine_tune_learning_rate * lowest_block_multiplier`, and the blocks
+            above it at multipliers spread geometrically up to the head's 1
+            (discriminative learning rates, as in fastai). `1` trains every
+            layer at the same rate. Defaults to `0.1`.
         train_bn: bool. Whether BatchNorm layers of unfrozen blocks update their
             statistics and parameters. The Keras guide (and transferkit by
             default) keeps them in inference mode. Defaults to `False`.
@@ -87,40 +167,24 @@ class Schedule:
     ...         ]
     """
 
+    # What a step of unfreezing counts. `GradualUnfreeze` can count layers instead.
+    unit = "blocks"
+
     def __init__(
         self,
-        learning_rate: float = 1e-2,
-        fine_tune_learning_rate: float | None = 1e-4,
-        lr_mult: float = 10.0,
+        learning_rate: float = defaults.LEARNING_RATE,
+        fine_tune_learning_rate: float = defaults.FINE_TUNE_LEARNING_RATE,
+        lowest_block_multiplier: float = defaults.LOWEST_BLOCK_MULTIPLIER,
         train_bn: bool = False,
-        warmup: float = 0.1,
+        warmup: float = defaults.WARMUP,
     ):
-        _check_positive("learning_rate", learning_rate)
-        if fine_tune_learning_rate is not None:
-            _check_positive("fine_tune_learning_rate", fine_tune_learning_rate)
-        _check_positive("lr_mult", lr_mult)
-        if lr_mult < 1:
-            raise ValueError(
-                "`lr_mult` is how many times slower the lowest backbone block learns than the "
-                f"head, so it must be >= 1. Received: lr_mult={lr_mult}"
-            )
-        if not 0 <= warmup < 1:
-            raise ValueError(f"`warmup` must be in [0, 1). Received: warmup={warmup}")
-        self.learning_rate = float(learning_rate)
-        # None (which configs saved by earlier versions hold) means the default.
-        self.fine_tune_learning_rate = float(
-            DEFAULT_FINE_TUNE_LEARNING_RATE
-            if fine_tune_learning_rate is None
-            else fine_tune_learning_rate
+        self.learning_rate = check_positive("learning_rate", learning_rate)
+        self.fine_tune_learning_rate = check_positive(
+            "fine_tune_learning_rate", fine_tune_learning_rate
         )
-        self.lr_mult = float(lr_mult)
+        self.lowest_block_multiplier = check_multiplier(lowest_block_multiplier)
         self.train_bn = bool(train_bn)
-        self.warmup = float(warmup)
-
-    @property
-    def unfrozen_learning_rate(self) -> float:
-        """Peak learning rate of the head once the backbone trains."""
-        return self.fine_tune_learning_rate
+        self.warmup = check_warmup(warmup)
 
     def phases(self, epochs: int) -> list[Phase]:
         """Plans a run of `epochs` epochs. Override this in a subclass.
@@ -155,12 +219,11 @@ class Schedule:
     def block_multipliers(self, num_trainable: int) -> list[float]:
         """Learning-rate multipliers of the trainable blocks, from the top block down.
 
-        The top block gets `lr_mult ** (-1 / n)` and the lowest `1 / lr_mult`, so
-        rates fall geometrically from the head's into the backbone.
+        The lowest of `n` trainable blocks gets `lowest_block_multiplier` and the
+        top one `lowest_block_multiplier ** (1 / n)`, so rates fall geometrically
+        from the head's into the backbone.
         """
-        if num_trainable <= 0:
-            return []
-        return [self.lr_mult ** (-(rank + 1) / num_trainable) for rank in range(num_trainable)]
+        return block_multipliers(num_trainable, self.lowest_block_multiplier)
 
     def learning_rate_schedule(self, phase: Phase, steps_per_epoch: int):
         """The learning rate over one phase: linear warm-up, then cosine decay.
@@ -182,17 +245,13 @@ class Schedule:
         )
 
     def get_config(self) -> dict:
-        return {
-            "learning_rate": self.learning_rate,
-            "fine_tune_learning_rate": self.fine_tune_learning_rate,
-            "lr_mult": self.lr_mult,
-            "train_bn": self.train_bn,
-            "warmup": self.warmup,
-        }
+        """The schedule's constructor arguments: exactly those its class takes."""
+        return {name: getattr(self, name) for name in argument_names(type(self))}
 
     @classmethod
     def from_config(cls, config: dict):
-        return cls(**config)
+        """Rebuilds a schedule from `get_config()`, also from a transferkit 0.1 config."""
+        return cls(**upgrade_config(cls, config))
 
     def __repr__(self):
         arguments = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
@@ -200,3 +259,6 @@ class Schedule:
 
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self):
+        return hash((type(self), json.dumps(self.get_config(), sort_keys=True, default=repr)))

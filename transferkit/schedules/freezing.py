@@ -1,11 +1,23 @@
-"""The built-in schedules: from a linear probe to gradual unfreezing."""
+"""The built-in schedules: from a linear probe to gradual unfreezing.
+
+Each takes only the arguments it uses: a schedule that never unfreezes has no
+fine-tuning rate, one that never freezes no frozen-phase rate.
+"""
 
 import dataclasses
 from collections.abc import Sequence
 
 import keras
 
-from transferkit.schedules.base import Phase, Schedule
+from transferkit import defaults
+from transferkit.schedules.base import (
+    Phase,
+    Schedule,
+    check_multiplier,
+    check_positive,
+    check_warmup,
+    reject_unused,
+)
 
 
 def _check_epochs(name, value, minimum=0):
@@ -17,15 +29,35 @@ def _check_epochs(name, value, minimum=0):
 class NoFreeze(Schedule):
     """Trains the whole network from the first epoch.
 
-    The head trains at `fine_tune_learning_rate` throughout (there is no frozen
-    phase for `learning_rate` to apply to).
+    There is no frozen phase, so there is no frozen-phase `learning_rate`: the
+    head trains at `fine_tune_learning_rate` throughout.
 
     Args:
-        **kwargs: Learning-rate and BatchNorm arguments of `Schedule`.
+        fine_tune_learning_rate: float. Peak learning rate of the head; the
+            backbone's blocks get it times their multiplier. Defaults to `1e-4`.
+        lowest_block_multiplier: float. As in `Schedule`. Defaults to `0.1`.
+        train_bn: bool. As in `Schedule`. Defaults to `False`.
+        warmup: float. As in `Schedule`. Defaults to `0.1`.
     """
 
+    def __init__(
+        self,
+        fine_tune_learning_rate: float = defaults.FINE_TUNE_LEARNING_RATE,
+        lowest_block_multiplier: float = defaults.LOWEST_BLOCK_MULTIPLIER,
+        train_bn: bool = False,
+        warmup: float = defaults.WARMUP,
+        **unused,
+    ):
+        reject_unused(NoFreeze, unused, "it never freezes the backbone")
+        self.fine_tune_learning_rate = check_positive(
+            "fine_tune_learning_rate", fine_tune_learning_rate
+        )
+        self.lowest_block_multiplier = check_multiplier(lowest_block_multiplier)
+        self.train_bn = bool(train_bn)
+        self.warmup = check_warmup(warmup)
+
     def phases(self, epochs):
-        return [Phase("unfrozen", 0, epochs, None, self.unfrozen_learning_rate)]
+        return [Phase("unfrozen", 0, epochs, None, self.fine_tune_learning_rate)]
 
 
 @keras.saving.register_keras_serializable(package="transferkit")
@@ -34,10 +66,26 @@ class Freeze(Schedule):
 
     With the backbone frozen, `FineTuner` computes its features once and
     trains the head on them, which costs a small fraction of a normal epoch.
+    Nothing of the backbone ever trains, so there is no fine-tuning rate,
+    multiplier or BatchNorm option.
 
     Args:
-        **kwargs: Learning-rate arguments of `Schedule`.
+        learning_rate: float. Peak learning rate of the head. Defaults to `1e-2`.
+        warmup: float. As in `Schedule`. Defaults to `0.1`.
     """
+
+    # The backbone never trains, so neither does its BatchNorm.
+    train_bn = False
+
+    def __init__(
+        self,
+        learning_rate: float = defaults.LEARNING_RATE,
+        warmup: float = defaults.WARMUP,
+        **unused,
+    ):
+        reject_unused(Freeze, unused, "it never unfreezes the backbone")
+        self.learning_rate = check_positive("learning_rate", learning_rate)
+        self.warmup = check_warmup(warmup)
 
     def phases(self, epochs):
         return [Phase("frozen", 0, epochs, 0, self.learning_rate)]
@@ -56,17 +104,21 @@ class FreezeUnfreeze(Schedule):
     The warm-up runs on cached backbone features (see `FineTuner`): one pass
     of the backbone over the data, then head epochs that cost about a second
     each. At the default head learning rate (`1e-2`) one warm-up epoch is
-    enough. A FreezeUnfreeze run always fine-tunes: when `epochs` does not leave
-    room for `frozen_epochs`, the warm-up is shortened so that the last epoch
-    trains the backbone (a one-epoch run stays frozen: a random head must not
-    train the backbone). Use `Freeze` for a head-only run.
+    enough. When `epochs` does not leave room for `frozen_epochs`, the warm-up
+    is shortened so that the last epoch trains the backbone; a one-epoch run
+    stays frozen (a random head must not train the backbone), so it fine-tunes
+    nothing. Use `Freeze` for a head-only run.
 
     Args:
         frozen_epochs: int. Epochs of head warm-up with the backbone frozen.
             Defaults to `1`.
         unfreeze_blocks: int or None. How many blocks, from the top, train after
             the warm-up; `None` unfreezes the whole backbone. Defaults to `None`.
-        **kwargs: Learning-rate and BatchNorm arguments of `Schedule`.
+        learning_rate: float. As in `Schedule`. Defaults to `1e-2`.
+        fine_tune_learning_rate: float. As in `Schedule`. Defaults to `1e-4`.
+        lowest_block_multiplier: float. As in `Schedule`. Defaults to `0.1`.
+        train_bn: bool. As in `Schedule`. Defaults to `False`.
+        warmup: float. As in `Schedule`. Defaults to `0.1`.
 
     Example:
 
@@ -76,8 +128,23 @@ class FreezeUnfreeze(Schedule):
     Phase(name='frozen', start_epoch=0, end_epoch=1, trainable_blocks=0, learning_rate=0.01)
     """
 
-    def __init__(self, frozen_epochs: int = 1, unfreeze_blocks: int | None = None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        frozen_epochs: int = defaults.FROZEN_EPOCHS,
+        unfreeze_blocks: int | None = None,
+        learning_rate: float = defaults.LEARNING_RATE,
+        fine_tune_learning_rate: float = defaults.FINE_TUNE_LEARNING_RATE,
+        lowest_block_multiplier: float = defaults.LOWEST_BLOCK_MULTIPLIER,
+        train_bn: bool = False,
+        warmup: float = defaults.WARMUP,
+    ):
+        super().__init__(
+            learning_rate=learning_rate,
+            fine_tune_learning_rate=fine_tune_learning_rate,
+            lowest_block_multiplier=lowest_block_multiplier,
+            train_bn=train_bn,
+            warmup=warmup,
+        )
         _check_epochs("frozen_epochs", frozen_epochs)
         if unfreeze_blocks is not None:
             _check_epochs("unfreeze_blocks", unfreeze_blocks, minimum=1)
@@ -89,15 +156,8 @@ class FreezeUnfreeze(Schedule):
         name = "unfrozen" if self.unfreeze_blocks is None else f"top {self.unfreeze_blocks} blocks"
         return [
             Phase("frozen", 0, split, 0, self.learning_rate),
-            Phase(name, split, epochs, self.unfreeze_blocks, self.unfrozen_learning_rate),
+            Phase(name, split, epochs, self.unfreeze_blocks, self.fine_tune_learning_rate),
         ]
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "frozen_epochs": self.frozen_epochs,
-            "unfreeze_blocks": self.unfreeze_blocks,
-        }
 
 
 @keras.saving.register_keras_serializable(package="transferkit")
@@ -121,20 +181,34 @@ class GradualUnfreeze(Schedule):
         max_blocks: int or None. Stop unfreezing at this many blocks; `None`
             goes on until the whole backbone trains. Defaults to `None`.
         unit: str. `"blocks"` or `"layers"`. Defaults to `"blocks"`.
-        **kwargs: Learning-rate and BatchNorm arguments of `Schedule`.
+        learning_rate: float. As in `Schedule`. Defaults to `1e-2`.
+        fine_tune_learning_rate: float. As in `Schedule`. Defaults to `1e-4`.
+        lowest_block_multiplier: float. As in `Schedule`. Defaults to `0.1`.
+        train_bn: bool. As in `Schedule`. Defaults to `False`.
+        warmup: float. As in `Schedule`. Defaults to `0.1`.
     """
 
     def __init__(
         self,
-        frozen_epochs: int = 1,
+        frozen_epochs: int = defaults.FROZEN_EPOCHS,
         blocks_per_step: int = 1,
         epochs_per_step: int = 1,
         unfreeze_at: Sequence[int] | None = None,
         max_blocks: int | None = None,
         unit: str = "blocks",
-        **kwargs,
+        learning_rate: float = defaults.LEARNING_RATE,
+        fine_tune_learning_rate: float = defaults.FINE_TUNE_LEARNING_RATE,
+        lowest_block_multiplier: float = defaults.LOWEST_BLOCK_MULTIPLIER,
+        train_bn: bool = False,
+        warmup: float = defaults.WARMUP,
     ):
-        super().__init__(**kwargs)
+        super().__init__(
+            learning_rate=learning_rate,
+            fine_tune_learning_rate=fine_tune_learning_rate,
+            lowest_block_multiplier=lowest_block_multiplier,
+            train_bn=train_bn,
+            warmup=warmup,
+        )
         _check_epochs("frozen_epochs", frozen_epochs)
         _check_epochs("blocks_per_step", blocks_per_step, minimum=1)
         _check_epochs("epochs_per_step", epochs_per_step, minimum=1)
@@ -181,17 +255,6 @@ class GradualUnfreeze(Schedule):
                 phases[-1] = dataclasses.replace(phases[-1], end_epoch=end)
                 continue
             phases.append(
-                Phase(f"top {count} {self.unit}", start, end, count, self.unfrozen_learning_rate)
+                Phase(f"top {count} {self.unit}", start, end, count, self.fine_tune_learning_rate)
             )
         return phases
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "frozen_epochs": self.frozen_epochs,
-            "blocks_per_step": self.blocks_per_step,
-            "epochs_per_step": self.epochs_per_step,
-            "unfreeze_at": self.unfreeze_at,
-            "max_blocks": self.max_blocks,
-            "unit": self.unit,
-        }

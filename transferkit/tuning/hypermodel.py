@@ -94,7 +94,7 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
         optimizer: str. As `FineTuner`'s. Defaults to `"adam"`.
         augmentation: str, layer or None. As `FineTuner`'s. Defaults to
             `"flip"`.
-        augment_copies: int or None. As `FineTuner`'s. Defaults to `None`.
+        cached_views: int or None. As `FineTuner`'s. Defaults to `None`.
         cache_features: bool or `FeatureCache`. Whether frozen epochs train
             the head on cached features (shared by every trial in the process;
             pass a `FeatureCache(persist=True)` to share them across processes
@@ -133,7 +133,7 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
         input_shape: tuple[int, int, int] | int | None = None,
         optimizer: str = "adam",
         augmentation="flip",
-        augment_copies: int | None = None,
+        cached_views: int | None = None,
         cache_features: "bool | FeatureCache" = True,
         validation_split: float = 0.2,
         objective: str = "val_accuracy",
@@ -161,7 +161,7 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
         self.weights = _weights_by_backbone(weights, self.backbones)
         self.optimizer = optimizer
         self.augmentation = augmentation
-        self.augment_copies = augment_copies
+        self.cached_views = cached_views
         self.cache_features = cache_features
         self.validation_split = validation_split
         self.objective = keras_tuner.Objective(objective, objective_direction(objective))
@@ -201,7 +201,7 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
             schedule=self.schedule(values),
             optimizer=self.optimizer,
             augmentation=self.augmentation,
-            augment_copies=self.augment_copies,
+            cached_views=self.cached_views,
             cache_features=self.cache_features,
             validation_split=self.validation_split,
             seed=self.seed,

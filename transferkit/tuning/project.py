@@ -28,7 +28,7 @@ def search_settings(hypermodel, train, validation, tuner_class, batch_size, clas
         "input_shape": hypermodel.input_shape,
         "optimizer": hypermodel.optimizer,
         "augmentation": repr(hypermodel.augmentation),
-        "augment_copies": hypermodel.augment_copies,
+        "cached_views": hypermodel.cached_views,
         "seed": hypermodel.seed,
         "tuner": tuner_class.__name__,
         "batch_size": batch_size,

@@ -38,7 +38,7 @@ def tune(
     input_shape: tuple[int, int, int] | int | None = None,
     optimizer: str = "adam",
     augmentation="flip",
-    augment_copies: int | None = None,
+    cached_views: int | None = None,
     cache_features: "bool | FeatureCache" = True,
     batch_size: int = 32,
     class_weight: "dict | str | None" = None,
@@ -116,7 +116,7 @@ def tune(
         optimizer: str. As `FineTuner`'s. Defaults to `"adam"`.
         augmentation: str, layer or None. As `FineTuner`'s. Defaults to
             `"flip"`.
-        augment_copies: int or None. As `FineTuner`'s. Defaults to `None`.
+        cached_views: int or None. As `FineTuner`'s. Defaults to `None`.
         cache_features: bool or `FeatureCache`. `True` shares the process's
             feature cache between trials; `False` runs the backbone in every
             frozen epoch, as plain KerasTuner would. Defaults to `True`.
@@ -191,7 +191,7 @@ def tune(
         input_shape=input_shape,
         optimizer=optimizer,
         augmentation=augmentation,
-        augment_copies=augment_copies,
+        cached_views=cached_views,
         cache_features=cache_features,
         objective=objective,
         seed=seed,

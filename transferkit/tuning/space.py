@@ -1,9 +1,10 @@
 """The search space of the two-phase recipe: names, defaults, ranges and overrides.
 
-Every hyperparameter's default is what `FineTuner` does when left alone (a
-linear head with dropout 0.2, one frozen epoch at 1e-2, then the whole backbone at
-1e-4), so the default trial is the default recipe and a search can only
-improve on it. Hyperparameters that only matter in one branch live in a
+Every hyperparameter's default is what `FineTuner` does when left alone (read
+from `transferkit.defaults`: a linear head with its default dropout, the default
+frozen epochs at the head's rate, then the whole backbone at the fine-tuning
+rate), so the default trial is the default recipe and a search can only improve
+on it. Hyperparameters that only matter in one branch live in a
 `conditional_scope`: the head's width only when it has dense blocks, the
 unfreezing ones only when the backbone unfreezes, and the number of blocks to
 unfreeze once per backbone, since backbones have different numbers of blocks.
@@ -15,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import keras_tuner
 from keras_tuner.engine import hyperparameters as hp_types
 
+from transferkit import defaults
 from transferkit.backbones import build_backbone, get_backbone_spec
 from transferkit.schedules import backbone_blocks
 
@@ -49,12 +51,20 @@ def default_hyperparameters(epochs: int) -> dict:
     return {
         "head_depth": hp_types.Int("head_depth", 0, 2, default=0),
         "head_units": hp_types.Choice("head_units", [64, 128, 256, 512], default=256),
-        "dropout": hp_types.Float("dropout", 0.0, 0.5, step=0.1, default=0.2),
-        "learning_rate": hp_types.Float("learning_rate", 1e-4, 1e-1, sampling="log", default=1e-2),
+        "dropout": hp_types.Float("dropout", 0.0, 0.5, step=0.1, default=defaults.DROPOUT),
+        "learning_rate": hp_types.Float(
+            "learning_rate", 1e-4, 1e-1, sampling="log", default=defaults.LEARNING_RATE
+        ),
         "unfreeze": unfreeze,
-        "frozen_epochs": hp_types.Int("frozen_epochs", 1, max(1, epochs - 1), default=1),
+        "frozen_epochs": hp_types.Int(
+            "frozen_epochs", 1, max(1, epochs - 1), default=defaults.FROZEN_EPOCHS
+        ),
         "fine_tune_learning_rate": hp_types.Float(
-            "fine_tune_learning_rate", 1e-6, 1e-3, sampling="log", default=1e-4
+            "fine_tune_learning_rate",
+            1e-6,
+            1e-3,
+            sampling="log",
+            default=defaults.FINE_TUNE_LEARNING_RATE,
         ),
     }
 

@@ -1,0 +1,37 @@
+"""The defaults of transferkit's recipe, each defined once.
+
+The library's signatures, the tuner's search space, the command line's help and
+the docs all read these values from here (a test checks that the docs agree), so
+a changed default cannot leave a stale copy behind. This module imports nothing
+heavy: the command line reads it before TensorFlow is imported.
+"""
+
+# === The backbone and the data ===
+BACKBONE = "resnet50"
+WEIGHTS = "imagenet"
+EPOCHS = 5
+BATCH_SIZE = 32
+VALIDATION_SPLIT = 0.2
+OPTIMIZER = "adam"
+AUGMENTATION = "flip"
+
+# === The head ===
+POOLING = "avg"
+DROPOUT = 0.2
+
+# === The schedule ===
+# Peak learning rate of the head while the backbone is frozen. A new head on fixed
+# features is a small, well-behaved problem: at 1e-2 a linear head reached in one
+# epoch what it needed five epochs for at 1e-3 (`python -m bench.head_learning_rate`).
+LEARNING_RATE = 1e-2
+# Peak learning rate of the head once backbone blocks train. It does not follow
+# LEARNING_RATE: how fast pretrained weights may move does not depend on how fast a
+# new head learns.
+FINE_TUNE_LEARNING_RATE = 1e-4
+# Learning-rate multiplier of the lowest trainable backbone block; the blocks above
+# it get multipliers spread geometrically up to the head's 1 (discriminative rates).
+LOWEST_BLOCK_MULTIPLIER = 0.1
+# Fraction of each phase's steps spent warming the learning rate up.
+WARMUP = 0.1
+# Epochs of head warm-up on the frozen backbone before unfreezing.
+FROZEN_EPOCHS = 1

@@ -1,0 +1,5 @@
+"""The Keras models transferkit builds: `ImageClassifier`."""
+
+from transferkit.models.image_classifier import ImageClassifier
+
+__all__ = ["ImageClassifier"]

@@ -1,0 +1,180 @@
+"""ImageClassifier: raw images in, class probabilities out, a registered Keras model."""
+
+import keras
+
+from transferkit import defaults
+from transferkit.heads import ClassificationHead
+from transferkit.layers import BackbonePreprocessing
+
+
+@keras.saving.register_keras_serializable(package="transferkit")
+class ImageClassifier(keras.Model):
+    """An image classifier: preprocessing, a backbone and a classification head.
+
+    The model takes raw RGB images (values 0-255, any size, batched), resizes
+    them and applies the backbone's own preprocessing, runs the backbone and
+    the head. Its parts are attributes (`preprocessor`, `backbone`, `head`) and
+    its config holds exactly its constructor's arguments, so
+    `keras.saving.load_model` (after `import transferkit`) gives back an
+    `ImageClassifier` with the same parts, class names and weights. As in
+    KerasHub's tasks, it is a functional model: `summary()`, `predict()` and
+    export work as for any Keras model.
+
+    `FineTuner` builds and trains one (`FineTuner.model`); you can also build
+    one yourself and train it with Keras's `compile` and `fit`.
+
+    Args:
+        backbone: `keras.Model`. The feature extractor, without its top: image
+            batches `(batch, height, width, 3)` in, a feature map
+            `(batch, h, w, channels)` out.
+        head: `ClassificationHead`. With its `num_classes` (and, ideally, its
+            `class_names`) set.
+        preprocessor: `BackbonePreprocessing` or None. Resizing and scaling of
+            raw images for the backbone. `None` uses the backbone's input size
+            with no scaling (`mode="none"`). Defaults to `None`.
+        finetuner_config: dict or None. The settings of the `FineTuner` that
+            trained the model (`FineTuner.get_config()`), kept so that
+            `transferkit.load` gives back a FineTuner that fits on with the same
+            recipe. Defaults to `None`.
+        **kwargs: `keras.Model` keyword arguments, such as `name`.
+
+    Example:
+
+    ```python
+    backbone = keras.applications.MobileNet(include_top=False, weights=None,
+                                            input_shape=(96, 96, 3))
+    classifier = tk.ImageClassifier(
+        backbone,
+        tk.ClassificationHead(num_classes=3, class_names=["cat", "dog", "bird"]),
+        tk.layers.BackbonePreprocessing(image_size=(96, 96), mode="tf"),
+    )
+    classifier.compile()  # Adam, the head's loss, accuracy
+    ```
+    """
+
+    def __init__(
+        self,
+        backbone: keras.Model,
+        head: ClassificationHead,
+        preprocessor: BackbonePreprocessing | None = None,
+        finetuner_config: dict | None = None,
+        **kwargs,
+    ):
+        if not isinstance(backbone, keras.Model):
+            raise ValueError(
+                f"`backbone` must be a keras.Model (a feature extractor without its top). "
+                f"Received: backbone={backbone!r}"
+            )
+        if not isinstance(head, ClassificationHead):
+            raise ValueError(
+                f"`head` must be a transferkit.ClassificationHead. Received: head={head!r}"
+            )
+        if head.num_classes is None:
+            raise ValueError(
+                "The head has no `num_classes`: pass ClassificationHead(num_classes=...) "
+                "(and class_names=...) to ImageClassifier."
+            )
+        if len(backbone.output_shape) != 4:
+            raise ValueError(
+                f"The backbone {backbone.name!r} must output a feature map "
+                f"(batch, height, width, channels); its output shape is "
+                f"{backbone.output_shape}. Build it without its top and without pooling."
+            )
+        if preprocessor is None:
+            size = tuple(backbone.input_shape[1:3])
+            if None in size:
+                raise ValueError(
+                    f"The backbone {backbone.name!r} takes images of any size "
+                    f"(input shape {backbone.input_shape}): pass a preprocessor with the "
+                    "image_size to resize to."
+                )
+            preprocessor = BackbonePreprocessing(image_size=size, mode="none")
+        if not isinstance(preprocessor, BackbonePreprocessing):
+            raise ValueError(
+                "`preprocessor` must be a transferkit.layers.BackbonePreprocessing or None. "
+                f"Received: preprocessor={preprocessor!r}"
+            )
+        kwargs.setdefault("name", "image_classifier")
+
+        # === Layers ===
+        self.preprocessor = preprocessor
+        self.backbone = backbone
+        self.head = head
+
+        # === Functional Model ===
+        inputs = keras.Input(shape=(None, None, 3), name="image")
+        outputs = head(backbone(preprocessor(inputs)))
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.finetuner_config = None if finetuner_config is None else dict(finetuner_config)
+
+    # === Properties ===
+    @property
+    def class_names(self) -> list[str]:
+        """The classes the model predicts, in output order."""
+        return self.head.labels
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """The (height, width) images are resized to."""
+        return tuple(self.preprocessor.image_size)
+
+    def feature_extractor(self) -> keras.Model:
+        """Raw images -> pooled backbone features, with the backbone in inference mode.
+
+        Its layers are this model's (shared weights): what it computes is what
+        the head sees while the backbone is frozen.
+        """
+        inputs = keras.Input(shape=(*self.image_size, 3), name="image")
+        features = self.backbone(self.preprocessor(inputs), training=False)
+        return keras.Model(inputs, self.head.pool(features), name="feature_extractor")
+
+    # === Training ===
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
+        """Compiles with defaults that suit the head: Adam, its loss, accuracy.
+
+        Args:
+            optimizer: `"auto"` (Adam at `1e-4`, a rate for a model whose
+                backbone trains) or any Keras optimizer. Defaults to `"auto"`.
+            loss: `"auto"` (binary cross-entropy for a sigmoid head, sparse
+                categorical cross-entropy otherwise) or any Keras loss.
+                Defaults to `"auto"`.
+            metrics: `"auto"` (`["accuracy"]`) or a list of Keras metrics.
+                Defaults to `"auto"`.
+            **kwargs: Further `keras.Model.compile` arguments.
+        """
+        if optimizer == "auto":
+            optimizer = keras.optimizers.Adam(defaults.FINE_TUNE_LEARNING_RATE)
+        if loss == "auto":
+            loss = self.head.default_loss()
+        if metrics == "auto":
+            metrics = ["accuracy"]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        # Keras skips (and warns about) a saved compile config when `compile` is
+        # overridden; this one takes Keras's arguments, so restore it as Keras would.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    # === Serialization ===
+    def get_config(self):
+        return {
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "head": keras.saving.serialize_keras_object(self.head),
+            "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
+            "finetuner_config": self.finetuner_config,
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("backbone", "head", "preprocessor"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
