@@ -128,7 +128,9 @@ def test_batchnorm_statistics_unchanged_while_backbone_partly_frozen(image_folde
         schedule=tk.GradualUnfreeze(max_blocks=3),
     )
     ft.build(["cat", "dog"])
-    statistics = {w.path: w.numpy().copy() for w in ft.model.backbone.weights if "moving" in w.path}
+    statistics = {
+        w.path: w.numpy().copy() for w in ft.model.backbone.weights if "moving" in w.path
+    }
     ft.fit(image_folder(), epochs=3, batch_size=8, verbose=0)
     after = {w.path: w.numpy() for w in ft.model.backbone.weights if "moving" in w.path}
     assert len(statistics) == 2 * 27  # every BatchNorm layer of MobileNet
@@ -341,7 +343,9 @@ def test_unbuilt_finetuner_says_what_to_do():
 
 def test_gradual_unfreeze_past_the_backbone_depth(image_folder):
     ft = tiny_finetuner(schedule=tk.GradualUnfreeze(unfreeze_at=[1], blocks_per_step=5))
-    with pytest.raises(ValueError, match="Unfreezing 5 blocks of backbone 'tiny', which has only 2"):
+    with pytest.raises(
+        ValueError, match="Unfreezing 5 blocks of backbone 'tiny', which has only 2"
+    ):
         ft.fit(image_folder(), epochs=2, batch_size=8, verbose=0)
 
 

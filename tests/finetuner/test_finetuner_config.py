@@ -126,9 +126,9 @@ def test_every_setting_round_trips_through_config_and_file(tmp_path, name, make)
 
 def test_a_fitted_finetuner_comes_back_with_its_recipe(tmp_path, write_class_folder):
     root = write_class_folder(tmp_path / "images")
-    frame = pd.DataFrame(
-        {"path": [str(p) for p in sorted(root.rglob("*.png"))]}
-    ).assign(animal=lambda f: [Path(p).parent.name for p in f["path"]])
+    frame = pd.DataFrame({"path": [str(p) for p in sorted(root.rglob("*.png"))]}).assign(
+        animal=lambda f: [Path(p).parent.name for p in f["path"]]
+    )
     ft = tk.FineTuner(
         tiny_backbone(),
         weights=None,
