@@ -382,3 +382,59 @@ def test_a_fine_tune_that_makes_things_worse_is_rolled_back(image_folder, capfd)
     last = kept.fit(root, epochs=5, batch_size=8, restore_best_weights=False, verbose=0)
     assert "restored" not in capfd.readouterr().err
     assert kept.evaluate(root)["loss"] > validation and len(last) == 5
+
+
+def test_find_lr_without_the_cache_leaves_the_shared_cache_alone(image_folder):
+    from transferkit.features import default_cache
+
+    shared = default_cache()
+    before = (shared.hits, shared.misses, shared.memory_bytes)
+    ft = tiny_finetuner(cache_features=False)
+    ft.find_lr(image_folder(), steps=10, batch_size=8)
+    assert (shared.hits, shared.misses, shared.memory_bytes) == before
+
+
+def test_fit_is_the_public_steps_in_sequence(image_folder):
+    """split, then fit_phase for each phase of the plan: what `fit` runs, callable alone."""
+    root = image_folder()
+    schedule = tk.FreezeUnfreeze(frozen_epochs=1, learning_rate=0.05, fine_tune_learning_rate=1e-3)
+    whole = tiny_finetuner(schedule=schedule)
+    history = whole.fit(root, epochs=2, batch_size=8, restore_best_weights=False, verbose=0)
+
+    by_hand = tiny_finetuner(schedule=schedule)
+    train, validation = by_hand.split(root)
+    assert by_hand.built and (len(train), len(validation)) == (20, 4)
+    recorded = []
+    recorder = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: recorded.append(logs["val_loss"])
+    )
+    plan = schedule.plan(2)
+    for phase in plan:
+        by_hand.fit_phase(
+            phase,
+            train,
+            validation,
+            batch_size=8,
+            callbacks=[recorder],
+            verbose=0,
+            last=phase is plan[-1],
+        )
+    np.testing.assert_allclose(recorded, history["val_loss"], rtol=1e-5)
+    for ours, theirs in zip(whole.model.weights, by_hand.model.weights, strict=True):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_freeze_and_unfreeze_say_what_trains():
+    ft = tiny_finetuner()
+    ft.build(["cat", "dog"])
+    frozen = ft.freeze()
+    assert frozen.frozen and not ft.model.backbone.trainable
+    top = ft.unfreeze(1, lowest_block_multiplier=0.5)
+    assert (top.units, top.total_units, top.unit) == (1, 2, "blocks")
+    assert top.lr_multipliers == {"block2_conv/": 0.5}
+    assert not ft.model.backbone.get_layer("block2_bn").trainable  # BatchNorm stays frozen
+    everything = ft.unfreeze(unit="layers", train_bn=True)
+    assert everything.units == everything.total_units == 4
+    assert ft.model.backbone.get_layer("block1_bn").trainable
+    with pytest.raises(ValueError, match="unit='rows'"):
+        ft.unfreeze(unit="rows")

@@ -56,7 +56,7 @@ def test_every_hyperparameter_has_the_default_finetuners_value():
     default = tk.FineTuner("mobilenet", weights=None)
 
     def head(finetuner):
-        return {k: v for k, v in finetuner.head_config.get_config().items() if k != "name"}
+        return {k: v for k, v in finetuner.head.get_config().items() if k != "name"}
 
     assert head(finetuner) == head(default)
     assert finetuner.schedule.plan(3) == tk.schedules.get(default.schedule).plan(3)
@@ -140,8 +140,8 @@ def test_search_space_overrides_each_kind():
     assert space["learning_rate"].max_value == 1e-1 and space["learning_rate"].sampling == "log"
     assert space["mobilenet/unfreeze_blocks"].values == [2, 3]
     finetuner = model.make_finetuner(hp)
-    assert finetuner.head_config.hidden_units == [32]
-    assert finetuner.head_config.dropout == 0.5
+    assert finetuner.head.hidden_units == [32]
+    assert finetuner.head.dropout == 0.5
     assert finetuner.schedule.unfreeze_blocks == 2
     assert finetuner.schedule.fine_tune_learning_rate == 2e-5
 

@@ -257,8 +257,9 @@ class FineTuner:
         """Builds the model (the first `fit` does this for you).
 
         Args:
-            class_names: list of str or None. The classes, in output order.
-                Defaults to `"0"`, `"1"`, ... for `num_classes` classes.
+            class_names: list of str or None. The classes, in output order;
+                `None` names `num_classes` classes `"0"`, `"1"`, ... Defaults
+                to `None`.
 
         Returns:
             The `ImageClassifier`, with its backbone frozen.

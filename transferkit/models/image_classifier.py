@@ -1,5 +1,7 @@
 """ImageClassifier: raw images in, class probabilities out, a registered Keras model."""
 
+import copy
+
 import keras
 
 from transferkit import defaults
@@ -173,7 +175,8 @@ class ImageClassifier(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        # Keras's deserialization consumes the dicts it reads: work on a copy.
+        config = copy.deepcopy(config)
         for key in ("backbone", "head", "preprocessor"):
             if isinstance(config.get(key), dict):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
