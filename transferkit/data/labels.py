@@ -1,5 +1,6 @@
 """Turns labels given as class names or class indices into int64 class indices."""
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -7,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from transferkit.utils.log import logger
+
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 
 
 def check_class_names(class_names: Sequence[str] | None) -> list[str] | None:
@@ -48,10 +51,13 @@ def encode_labels(
     """Turns labels into class indices.
 
     String labels become indices into `class_names` (when given) or into their
-    sorted unique values. Integer labels are class indices: with `class_names`
-    they must lie in `0..len(class_names) - 1`; without, the sorted unique values
-    become the classes (named `'0'`, `'1'`, ...), so labels `{3, 5}` make two
-    classes rather than six. One-hot rows of shape `(N, C)` are read as indices.
+    sorted unique values; names that are all whole numbers sort as numbers
+    (`'2'` before `'10'`). Integer labels without `class_names` make the sorted
+    unique values the classes (named `'0'`, `'1'`, ...), so labels `{3, 5}` make
+    two classes rather than six. With `class_names`, an integer label is matched
+    by value when the class names are numbers (label `10` is class `'10'`,
+    wherever it stands), and is a class index into `class_names` when they are
+    words; never both. One-hot rows of shape `(N, C)` are read as indices.
 
     Args:
         labels: sequence, numpy array, pandas Series or tensor of str or int.
@@ -66,7 +72,8 @@ def encode_labels(
 
     Raises:
         ValueError: for missing (NaN/None) labels, labels that are neither
-            names nor whole numbers, or a label outside `class_names`.
+            names nor whole numbers, a label outside `class_names`, or integer
+            labels for class names that mix numbers and words.
     """
     values = _as_flat_array(labels)
 
@@ -148,8 +155,20 @@ def _unify_object_labels(values: np.ndarray) -> np.ndarray:
         ) from None
 
 
+def _is_whole_number(name: str) -> bool:
+    return _WHOLE_NUMBER.fullmatch(name) is not None
+
+
+def _sorted_names(names) -> list[str]:
+    """Sorted as numbers when every name is a whole number ('2' before '10'), else as text."""
+    names = sorted(set(names))
+    if names and all(_is_whole_number(name) for name in names):
+        return sorted(names, key=lambda name: (int(name), name))
+    return names
+
+
 def _encode_names(values: np.ndarray, class_names, example) -> tuple[np.ndarray, list[str]]:
-    unique = sorted(set(values.tolist()))
+    unique = _sorted_names(values.tolist())
     if class_names is None:
         class_names = unique
     unknown = [name for name in unique if name not in set(class_names)]
@@ -172,6 +191,21 @@ def _encode_indices(values: np.ndarray, class_names, example) -> tuple[np.ndarra
                 [str(v) for v in unique.tolist()],
             )
         return np.searchsorted(unique, values).astype(np.int64), [str(v) for v in unique.tolist()]
+    numeric = [_is_whole_number(name) for name in class_names]
+    if all(numeric):
+        # Classes named by numbers are matched by value, never by position: label 2
+        # is class '2' even where a model's classes are in text order ['1', '10', '2'].
+        index = {int(name): i for i, name in enumerate(class_names)}
+        unknown = [int(v) for v in unique if int(v) not in index]
+        if unknown:
+            raise ValueError(_unknown_message(values, unknown, class_names, example))
+        return np.array([index[int(v)] for v in values], dtype=np.int64), list(class_names)
+    if any(numeric):
+        raise ValueError(
+            f"Received integer labels (e.g. {int(values[0])}), but the classes {class_names} "
+            "mix numbers and words, so an integer could be a class name or a class index. "
+            "Pass the labels as class names (str)."
+        )
     outside = values[(values < 0) | (values >= len(class_names))]
     if outside.size:
         bad = int(outside[0])

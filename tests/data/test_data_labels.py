@@ -1,0 +1,37 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from transferkit.data import as_image_source
+
+IMAGES = np.full((2, 2, 2, 3), 128, np.uint8)
+
+# === Numbers as labels keep their numeric meaning ===
+
+
+def test_numeric_label_names_sort_as_numbers(tmp_path, write_class_folder):
+    # A CSV read as text (as the command line reads it) gives labels "0".."10".
+    paths, _ = write_class_folder(tmp_path, {"cat": 11})
+    frame = pd.DataFrame({"path": paths, "label": [str(k) for k in range(11)]})
+    source = as_image_source(frame)
+    assert source.class_names == [str(k) for k in range(11)]
+    assert source.labels.tolist() == list(range(11))
+
+
+def test_integer_labels_match_numeric_class_names_by_value(tmp_path, write_class_folder):
+    paths, _ = write_class_folder(tmp_path, {"cat": 3})
+    # A model trained on text labels "1", "10", "2" (in any order) is evaluated with
+    # the same CSV read by pandas, so the labels are int64.
+    frame = pd.DataFrame({"path": paths, "label": np.array([2, 10, 1], dtype=np.int64)})
+    source = as_image_source(frame, class_names=["1", "10", "2"])
+    assert [source.class_names[i] for i in source.labels] == ["2", "10", "1"]
+
+
+def test_integer_label_missing_from_numeric_class_names_is_refused():
+    with pytest.raises(ValueError, match=r"label 4 .* not one of the classes .*\['3', '5'\]"):
+        as_image_source(IMAGES, [3, 4], class_names=["3", "5"])
+
+
+def test_integer_labels_with_class_names_mixing_numbers_and_words_are_refused():
+    with pytest.raises(ValueError, match=r"\['1', 'cat'\].*Pass the labels as class names"):
+        as_image_source(IMAGES, [0, 1], class_names=["1", "cat"])
