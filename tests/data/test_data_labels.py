@@ -35,3 +35,36 @@ def test_integer_label_missing_from_numeric_class_names_is_refused():
 def test_integer_labels_with_class_names_mixing_numbers_and_words_are_refused():
     with pytest.raises(ValueError, match=r"\['1', 'cat'\].*Pass the labels as class names"):
         as_image_source(IMAGES, [0, 1], class_names=["1", "cat"])
+
+
+# === One spelling per class name ===
+
+COMPOSED = "chat_\u00e9t\u00e9"  # "chat_été" as most systems write it (NFC)
+DECOMPOSED = "chat_e\u0301te\u0301"  # the same name as macOS writes file names (NFD)
+
+
+def test_a_decomposed_folder_name_matches_the_composed_class_name(tmp_path, write_class_folder):
+    write_class_folder(tmp_path, {"cat": 2, "dog": 2})
+    (tmp_path / "cat").rename(tmp_path / DECOMPOSED)
+    source = as_image_source(tmp_path, class_names=[COMPOSED, "dog"])
+    assert source.class_names == [COMPOSED, "dog"]
+    assert source.labels.tolist() == [0, 0, 1, 1]
+    assert as_image_source(tmp_path).class_names == [COMPOSED, "dog"]
+
+
+def test_labels_differing_only_by_unicode_normalization_are_one_class():
+    source = as_image_source(IMAGES, [COMPOSED, DECOMPOSED])
+    assert source.class_names == [COMPOSED] and source.labels.tolist() == [0, 0]
+    source = as_image_source(IMAGES, [COMPOSED, "dog"], class_names=[DECOMPOSED, "dog"])
+    assert source.class_names == [COMPOSED, "dog"] and source.labels.tolist() == [0, 1]
+
+
+def test_spaces_around_labels_are_stripped_and_said(capsys):
+    source = as_image_source(np.full((3, 2, 2, 3), 128, np.uint8), ["cat", "cat ", " dog"])
+    assert source.class_names == ["cat", "dog"] and source.labels.tolist() == [0, 0, 1]
+    assert "Removed spaces around 2 labels, e.g. 'cat '" in capsys.readouterr().err
+
+
+def test_a_blank_label_is_refused():
+    with pytest.raises(ValueError, match=r"blank label '  ' .*image #1"):
+        as_image_source(IMAGES, ["cat", "  "])

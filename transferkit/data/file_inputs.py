@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from transferkit.data.labels import encode_labels
+from transferkit.data.labels import clean_name, encode_labels
 from transferkit.data.scan import scan_images
 from transferkit.utils.log import logger
 
@@ -109,7 +109,7 @@ def _is_class_layout(classes: dict, loose: list[str], class_names: list[str] | N
     if loose or not classes:
         return False
     if class_names is not None:
-        return set(classes) <= set(class_names)
+        return {clean_name(name) for name in classes} <= set(class_names)
     return len(classes) >= 2
 
 

@@ -1,6 +1,7 @@
 """Turns labels given as class names or class indices into int64 class indices."""
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +13,46 @@ from transferkit.utils.log import logger
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 
 
+def clean_name(name: str) -> str:
+    """A class name in the one spelling transferkit uses everywhere.
+
+    Unicode NFC (macOS writes file names decomposed: `e` + combining accent
+    rather than `é`, which look alike but compare different), without leading
+    or trailing whitespace.
+
+    Args:
+        name: str. A label or class name.
+
+    Returns:
+        The normalized name.
+    """
+    return unicodedata.normalize("NFC", name).strip()
+
+
+def _clean_names(names: list[str], what: str, example) -> list[str]:
+    """Cleans names with `clean_name`; says when spaces were removed, refuses blank names."""
+    cleaned = [clean_name(name) for name in names]
+    blank = np.array([not name for name in cleaned], dtype=bool)
+    if blank.any():
+        first = names[int(np.flatnonzero(blank)[0])]
+        raise ValueError(
+            f"Received a blank {what} {first!r} for {example(blank)}: a class needs a name. "
+            "Fill it in, or drop the images without one."
+        )
+    spaced = np.array([name != name.strip() for name in names], dtype=bool)
+    if spaced.any():
+        first = names[int(np.flatnonzero(spaced)[0])]
+        logger.warning(
+            "Removed spaces around %d %ss, e.g. %r (%s), which is class %r.",
+            int(spaced.sum()),
+            what,
+            first,
+            example(spaced),
+            clean_name(first),
+        )
+    return cleaned
+
+
 def check_class_names(class_names: Sequence[str] | None) -> list[str] | None:
     """Validates a `class_names` argument and returns it as a list of str.
 
@@ -19,10 +60,12 @@ def check_class_names(class_names: Sequence[str] | None) -> list[str] | None:
         class_names: list of str or None. Names of the classes, in class-index order.
 
     Returns:
-        The names as a new list, or None when `class_names` is None.
+        The names as a new list, each cleaned by `clean_name`, or None when
+        `class_names` is None.
 
     Raises:
-        ValueError: if `class_names` is a single string, empty, or holds duplicates.
+        ValueError: if `class_names` is a single string, empty, holds a blank
+            name, or holds duplicates.
     """
     if class_names is None:
         return None
@@ -32,6 +75,7 @@ def check_class_names(class_names: Sequence[str] | None) -> list[str] | None:
             f"class_names={class_names!r}. For example: class_names=['cat', 'dog']."
         )
     names = [str(name) for name in class_names]
+    names = _clean_names(names, "class name", lambda mask: f"class #{np.flatnonzero(mask)[0]}")
     if not names:
         raise ValueError("class_names is empty. Pass one name per class, e.g. ['cat', 'dog'].")
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -50,14 +94,17 @@ def encode_labels(
 ) -> tuple[np.ndarray, list[str]]:
     """Turns labels into class indices.
 
-    String labels become indices into `class_names` (when given) or into their
-    sorted unique values; names that are all whole numbers sort as numbers
-    (`'2'` before `'10'`). Integer labels without `class_names` make the sorted
-    unique values the classes (named `'0'`, `'1'`, ...), so labels `{3, 5}` make
-    two classes rather than six. With `class_names`, an integer label is matched
-    by value when the class names are numbers (label `10` is class `'10'`,
-    wherever it stands), and is a class index into `class_names` when they are
-    words; never both. One-hot rows of shape `(N, C)` are read as indices.
+    String labels are cleaned by `clean_name` (Unicode NFC; spaces around them
+    are removed, and the log says so), then become indices into `class_names`
+    (when given) or into their sorted unique values; names that are all whole
+    numbers sort as numbers (`'2'` before `'10'`).
+
+    Integer labels without `class_names` make the sorted unique values the
+    classes (named `'0'`, `'1'`, ...), so labels `{3, 5}` make two classes
+    rather than six. With `class_names`, an integer label is matched by value
+    when the class names are numbers (label `10` is class `'10'`, wherever it
+    stands), and is a class index into `class_names` when they are words;
+    never both. One-hot rows of shape `(N, C)` are read as indices.
 
     Args:
         labels: sequence, numpy array, pandas Series or tensor of str or int.
@@ -90,7 +137,8 @@ def encode_labels(
     if values.dtype == object:
         values = _unify_object_labels(values)
     if values.dtype.kind in "US":
-        return _encode_names(values.astype(str), class_names, example)
+        values = np.array(_clean_names(values.astype(str).tolist(), "label", example), dtype=str)
+        return _encode_names(values, class_names, example)
     if values.dtype.kind == "f":
         fractional = values != np.round(values)
         if fractional.any():
