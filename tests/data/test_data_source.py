@@ -187,6 +187,22 @@ def test_empty_class_folder_is_not_a_class(folder, capsys):
     assert "['empty']" in capsys.readouterr().err
 
 
+def test_a_class_whose_every_file_is_unusable_is_dropped_like_an_empty_folder(folder, capsys):
+    root, paths, _ = folder
+    (root / "bird").mkdir()
+    for name in ("0.png", "1.jpg"):
+        (root / "bird" / name).write_text("not an image")
+    source = as_image_source(root)
+    assert source.class_names == ["cat", "dog"]
+    assert source.labels.tolist() == [0, 0, 0, 1, 1, 1, 1] and source.paths == paths
+    assert len(source.skipped) == 2
+    assert "Classes ['bird'] have no usable image" in capsys.readouterr().err
+    # The classes of a trained model stay its classes, usable images or not.
+    known = as_image_source(root, class_names=["bird", "cat", "dog"])
+    assert known.class_names == ["bird", "cat", "dog"]
+    assert known.labels.tolist() == [1, 1, 1, 2, 2, 2, 2]
+
+
 def test_dataset_length_and_labels():
     unbatched = tf.data.Dataset.from_tensor_slices((np.zeros((5, 4, 4, 3)), np.arange(5) % 2))
     source = as_image_source(unbatched)

@@ -167,6 +167,7 @@ def read_paths(
 
 
 def _read_files(paths: list[str], labels: Any, class_names: list[str] | None) -> FileInput:
+    classes_given = class_names is not None
     indices = None
     if labels is not None:
         # Labels are checked before the scan: a bad label should not wait for 10,000 decodes.
@@ -184,12 +185,22 @@ def _read_files(paths: list[str], labels: Any, class_names: list[str] | None) ->
     keep = np.array([path not in left_out for path in paths], dtype=bool)
     if indices is not None:
         lost = sorted(set(indices.tolist()) - set(indices[keep].tolist()))
-        if lost:
+        indices = indices[keep]
+        if lost and classes_given:
             logger.warning(
                 "Classes %s have no usable images left after leaving out unusable files.",
                 [class_names[i] for i in lost],
             )
-        indices = indices[keep]
+        elif lost:
+            # As for an empty folder: a class with nothing to learn from is no class.
+            logger.warning(
+                "Classes %s have no usable images (every file was left out): they are not "
+                "used as classes, as an empty folder is not.",
+                [class_names[i] for i in lost],
+            )
+            kept = [i for i in range(len(class_names)) if i not in set(lost)]
+            indices = np.searchsorted(kept, indices).astype(np.int64)
+            class_names = [class_names[i] for i in kept]
     originals = [path for path, kept in zip(paths, keep, strict=True) if kept]
     return FileInput(usable, originals, indices, class_names, skipped)
 
