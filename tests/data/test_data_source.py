@@ -109,6 +109,29 @@ def test_folder_finds_images_recursively_case_insensitively_and_ignores_other_fi
     assert source.labels.tolist() == [0, 0, 1, 1, 1] and source.skipped.empty
 
 
+def test_symlinked_sub_folders_inside_a_class_folder_are_followed_once(tmp_path, capsys):
+    pixels = np.zeros((4, 4, 3), np.uint8)
+    for relative in ["elsewhere/x.png", "elsewhere/y.png", "root/cat/a.png", "root/dog/b.png"]:
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path)
+    root = tmp_path / "root"
+    (root / "cat" / "more").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (root / "cat" / "again").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (root / "dog" / "loop").symlink_to(root / "dog", target_is_directory=True)
+    source = as_image_source(root)
+    assert [p.split(str(root))[1] for p in source.identifiers] == [
+        "/cat/a.png",
+        "/cat/again/x.png",
+        "/cat/again/y.png",
+        "/dog/b.png",
+    ]
+    assert source.labels.tolist() == [0, 0, 0, 1]
+    err = capsys.readouterr().err
+    assert f"{root / 'cat' / 'more'} (the same folder as {tmp_path / 'elsewhere'})" in err
+    assert f"{root / 'dog' / 'loop'} (the same folder as {root / 'dog'})" in err
+
+
 def test_grayscale_arrays_become_rgb():
     gray = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4)
     for data in (gray, gray[..., None]):

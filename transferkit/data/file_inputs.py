@@ -39,12 +39,36 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def find_images(folder: Path) -> list[str]:
-    """Lists image files under `folder` recursively, sorted, skipping hidden folders."""
+def find_images(folder: str | os.PathLike) -> list[str]:
+    """Lists image files under `folder` recursively, sorted, skipping hidden folders.
+
+    Symlinked folders are followed, and each real folder is read once: a folder
+    reached again (through a symlink loop, or a second symlink to it) is
+    skipped, and the log says so.
+    """
     found = []
-    for parent, folders, files in os.walk(folder):
-        folders[:] = sorted(name for name in folders if not name.startswith("."))
+    read = {os.path.realpath(folder)}
+    not_followed = []
+    for parent, folders, files in os.walk(folder, followlinks=True):
+        keep = []
+        for name in sorted(name for name in folders if not name.startswith(".")):
+            target = os.path.realpath(os.path.join(parent, name))
+            if target in read:
+                not_followed.append((os.path.join(parent, name), target))
+            else:
+                read.add(target)
+                keep.append(name)
+        folders[:] = keep
         found.extend(os.path.join(parent, name) for name in sorted(files) if is_image_file(name))
+    if not_followed:
+        shown = "; ".join(f"{path} (the same folder as {real})" for path, real in not_followed[:3])
+        logger.warning(
+            "Skipped %d folders whose images are read already through another path (a "
+            "symlink, or a symlink loop): %s%s",
+            len(not_followed),
+            shown,
+            "; ..." if len(not_followed) > 3 else "",
+        )
     return found
 
 
