@@ -280,6 +280,21 @@ def test_one_class_folder(tmp_path, write_class_folder):
         as_image_source(tmp_path)
 
 
+def test_a_parent_of_split_folders_says_which_folder_to_pass(tmp_path, write_class_folder):
+    for split in ("train", "test"):
+        write_class_folder(tmp_path / "data" / split, {"cat": 2, "dog": 2})
+    data = tmp_path / "data"
+    message = (
+        rf"{data} holds the split folders \['test', 'train'\].*not classes.*Pass "
+        rf"{data / 'train'} as the training data.*{data / 'test'}.*evaluat"
+    )
+    with pytest.raises(ValueError, match=message):
+        as_image_source(data)
+    write_class_folder(data / "val", {"cat": 2, "dog": 2})
+    with pytest.raises(ValueError, match=rf"{data / 'val'} as the validation data"):
+        as_image_source(data, class_names=["cat", "dog"])
+
+
 def test_folder_without_class_folders_when_labels_are_required(tmp_path):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a.png")
     with pytest.raises(ValueError, match="no class sub-folders.*own sub-folder"):

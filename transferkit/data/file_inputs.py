@@ -13,6 +13,12 @@ from transferkit.data.scan import scan_images
 from transferkit.utils.log import logger
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+# Folder names that mark a part of a data set rather than a class, by what the part is for.
+_SPLIT_NAMES = {
+    **dict.fromkeys(("train", "training"), "training"),
+    **dict.fromkeys(("val", "valid", "validation", "dev"), "validation"),
+    **dict.fromkeys(("test", "testing", "eval", "evaluation", "holdout"), "test"),
+}
 
 
 class FileInput(NamedTuple):
@@ -94,6 +100,7 @@ def read_folder(folder: Path, require_labels: bool, class_names: list[str] | Non
         )
     if not require_labels and not _is_class_layout(classes, loose, class_names):
         return _read_files(find_images(folder), None, class_names)
+    _refuse_split_layout(folder, sub_folders)
     if not classes:
         raise ValueError(
             f"Found {len(loose)} images directly in {folder} but no class sub-folders, so "
@@ -124,6 +131,32 @@ def read_folder(folder: Path, require_labels: bool, class_names: list[str] | Non
         outside = pd.DataFrame({"path": loose, "reason": "not in a class sub-folder"})
         result = result._replace(skipped=pd.concat([result.skipped, outside], ignore_index=True))
     return result
+
+
+def _refuse_split_layout(folder: Path, sub_folders: list[str]) -> None:
+    """Refuses data/ holding train/ and test/, each with class sub-folders, read as classes."""
+    kinds = {name: _SPLIT_NAMES.get(name.lower()) for name in sub_folders}
+    if not sub_folders or None in kinds.values():
+        return
+    if not any(_has_sub_folders(folder / name) for name in sub_folders):
+        return  # classes that happen to be named like splits, images directly inside
+    first = {kind: folder / name for name, kind in reversed(kinds.items())}
+    if "training" in first:
+        advice = f"Pass {first['training']} as the training data"
+        if "validation" in first:
+            advice += f", {first['validation']} as the validation data"
+        if "test" in first:
+            advice += f", and keep {first['test']} for evaluating the trained model"
+    else:
+        advice = f"Pass one of {[str(folder / name) for name in sub_folders]} as the data"
+    raise ValueError(
+        f"{folder} holds the split folders {sub_folders}, each with its own class "
+        f"sub-folders: they are parts of a data set, not classes. {advice}."
+    )
+
+
+def _has_sub_folders(folder: Path) -> bool:
+    return any(entry.is_dir() and not entry.name.startswith(".") for entry in folder.iterdir())
 
 
 def _is_class_layout(classes: dict, loose: list[str], class_names: list[str] | None) -> bool:
