@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from transferkit.data.csv_inputs import separator_hint
 from transferkit.data.labels import clean_name, encode_labels
 from transferkit.data.scan import scan_images
 from transferkit.utils.log import logger
@@ -176,27 +177,32 @@ def read_dataframe(
     label_column: str | None,
     require_labels: bool,
     class_names: list[str] | None,
+    what: str = "The DataFrame",
 ) -> FileInput:
-    """Reads a DataFrame with a column of image paths and (optionally) a column of labels."""
+    """Reads a DataFrame with a column of image paths and (optionally) a column of labels.
+
+    `what` names the table in errors, e.g. "The CSV labels.csv".
+    """
     columns = list(frame.columns)
     if path_column not in frame.columns:
         raise ValueError(
-            f"The DataFrame has no column {path_column!r} for the image paths. Its columns are "
-            f"{columns}. Set path_column= to the column that holds the paths."
+            f"{what} has no column {path_column!r} for the image paths. Its columns are "
+            f"{columns}."
+            + (separator_hint(columns) or " Set path_column= to the column that holds the paths.")
         )
     labeled = label_column is not None and label_column in frame.columns
     if require_labels and not labeled:
         if label_column is None:
             raise ValueError(
                 "Labels are required but label_column=None. Set label_column= to the column "
-                f"that holds the labels; the DataFrame's columns are {columns}."
+                f"that holds the labels; the columns are {columns}."
             )
         raise ValueError(
-            f"The DataFrame has no column {label_column!r} for the labels. Its columns are "
+            f"{what} has no column {label_column!r} for the labels. Its columns are "
             f"{columns}. Set label_column= to the column that holds the labels."
         )
     if frame.empty:
-        raise ValueError("The DataFrame has no rows: there are no images to read.")
+        raise ValueError(f"{what} has no rows: there are no images to read.")
     missing = frame[path_column].isna()
     if missing.any():
         raise ValueError(
