@@ -32,9 +32,11 @@ def test_integer_label_missing_from_numeric_class_names_is_refused():
         as_image_source(IMAGES, [3, 4], class_names=["3", "5"])
 
 
-def test_integer_labels_with_class_names_mixing_numbers_and_words_are_refused():
+def test_integer_labels_that_can_not_be_matched_by_value_alone_are_refused():
     with pytest.raises(ValueError, match=r"\['1', 'cat'\].*Pass the labels as class names"):
         as_image_source(IMAGES, [0, 1], class_names=["1", "cat"])
+    with pytest.raises(ValueError, match=r"\['7', '07'\].*Pass the labels as class names"):
+        as_image_source(IMAGES, [7, 7], class_names=["7", "07"])
 
 
 # === One spelling per class name ===

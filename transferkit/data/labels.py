@@ -240,19 +240,20 @@ def _encode_indices(values: np.ndarray, class_names, example) -> tuple[np.ndarra
             )
         return np.searchsorted(unique, values).astype(np.int64), [str(v) for v in unique.tolist()]
     numeric = [_is_whole_number(name) for name in class_names]
-    if all(numeric):
+    index = {int(name): i for i, name in enumerate(class_names) if numeric[i]}
+    if all(numeric) and len(index) == len(class_names):
         # Classes named by numbers are matched by value, never by position: label 2
         # is class '2' even where a model's classes are in text order ['1', '10', '2'].
-        index = {int(name): i for i, name in enumerate(class_names)}
         unknown = [int(v) for v in unique if int(v) not in index]
         if unknown:
             raise ValueError(_unknown_message(values, unknown, class_names, example))
         return np.array([index[int(v)] for v in values], dtype=np.int64), list(class_names)
     if any(numeric):
+        why = "mix numbers and words" if not all(numeric) else "hold one number twice"
         raise ValueError(
             f"Received integer labels (e.g. {int(values[0])}), but the classes {class_names} "
-            "mix numbers and words, so an integer could be a class name or a class index. "
-            "Pass the labels as class names (str)."
+            f"{why}, so an integer label can't be matched to one class. Pass the labels as "
+            "class names (str)."
         )
     outside = values[(values < 0) | (values >= len(class_names))]
     if outside.size:
