@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from transferkit.data.csv_inputs import separator_hint
+from transferkit.data.duplicates import report_duplicates
 from transferkit.data.labels import clean_name, encode_labels
 from transferkit.data.scan import scan_images
 from transferkit.utils.log import logger
@@ -265,6 +266,8 @@ def _read_files(paths: list[str], labels: Any, class_names: list[str] | None) ->
             indices = np.searchsorted(kept, indices).astype(np.int64)
             class_names = [class_names[i] for i in kept]
     originals = [path for path, kept in zip(paths, keep, strict=True) if kept]
+    if indices is not None:
+        report_duplicates(originals, indices, class_names)
     return FileInput(usable, originals, indices, class_names, skipped)
 
 
