@@ -9,6 +9,7 @@ import pandas as pd
 from transferkit import schedules as schedules_module
 from transferkit.backbones import build_backbone, get_backbone_spec
 from transferkit.data import ImageSource, as_image_source, make_dataset, stratified_split
+from transferkit.data.duplicates import warn_if_overlapping
 from transferkit.features import FeatureCache
 from transferkit.finetuner.augmentation import augmentation_layer
 from transferkit.finetuner.best_weights import BestWeights
@@ -394,6 +395,7 @@ class FineTuner:
         if validation_data is not None:
             train = source
             validation = self._source(validation_data, class_names=source.class_names)
+            warn_if_overlapping(train, validation)
         elif self.validation_split and source.dataset is None:
             train, validation = stratified_split(source, self.validation_split, seed=split_seed)
         else:
