@@ -82,7 +82,7 @@ def test_a_file_listed_with_two_labels_is_refused(files):
 
 
 def test_overlap_between_training_and_validation_is_said(tmp_path, files, capsys):
-    from transferkit.data import warn_if_overlapping
+    from transferkit.data.duplicates import warn_if_overlapping
 
     paths, names = files
     train = as_image_source(paths[:4] + paths[6:10], names[:4] + names[6:10])

@@ -1,6 +1,5 @@
 """Image data for transferkit: any input form into one `ImageSource`, checked and split."""
 
-from transferkit.data.duplicates import warn_if_overlapping
 from transferkit.data.file_inputs import IMAGE_EXTENSIONS
 from transferkit.data.pipeline import make_dataset
 from transferkit.data.scan import scan_images
@@ -14,5 +13,4 @@ __all__ = [
     "make_dataset",
     "scan_images",
     "stratified_split",
-    "warn_if_overlapping",
 ]
