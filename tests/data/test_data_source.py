@@ -109,6 +109,29 @@ def test_folder_finds_images_recursively_case_insensitively_and_ignores_other_fi
     assert source.labels.tolist() == [0, 0, 1, 1, 1] and source.skipped.empty
 
 
+def test_symlinked_sub_folders_inside_a_class_folder_are_followed_once(tmp_path, capsys):
+    pixels = np.zeros((4, 4, 3), np.uint8)
+    for relative in ["elsewhere/x.png", "elsewhere/y.png", "root/cat/a.png", "root/dog/b.png"]:
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path)
+    root = tmp_path / "root"
+    (root / "cat" / "more").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (root / "cat" / "again").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (root / "dog" / "loop").symlink_to(root / "dog", target_is_directory=True)
+    source = as_image_source(root)
+    assert [p.split(str(root))[1] for p in source.identifiers] == [
+        "/cat/a.png",
+        "/cat/again/x.png",
+        "/cat/again/y.png",
+        "/dog/b.png",
+    ]
+    assert source.labels.tolist() == [0, 0, 0, 1]
+    err = capsys.readouterr().err
+    assert f"{root / 'cat' / 'more'} (the same folder as {tmp_path / 'elsewhere'})" in err
+    assert f"{root / 'dog' / 'loop'} (the same folder as {root / 'dog'})" in err
+
+
 def test_grayscale_arrays_become_rgb():
     gray = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4)
     for data in (gray, gray[..., None]):
@@ -187,6 +210,22 @@ def test_empty_class_folder_is_not_a_class(folder, capsys):
     assert "['empty']" in capsys.readouterr().err
 
 
+def test_a_class_whose_every_file_is_unusable_is_dropped_like_an_empty_folder(folder, capsys):
+    root, paths, _ = folder
+    (root / "bird").mkdir()
+    for name in ("0.png", "1.jpg"):
+        (root / "bird" / name).write_text("not an image")
+    source = as_image_source(root)
+    assert source.class_names == ["cat", "dog"]
+    assert source.labels.tolist() == [0, 0, 0, 1, 1, 1, 1] and source.paths == paths
+    assert len(source.skipped) == 2
+    assert "Classes ['bird'] have no usable image" in capsys.readouterr().err
+    # The classes of a trained model stay its classes, usable images or not.
+    known = as_image_source(root, class_names=["bird", "cat", "dog"])
+    assert known.class_names == ["bird", "cat", "dog"]
+    assert known.labels.tolist() == [1, 1, 1, 2, 2, 2, 2]
+
+
 def test_dataset_length_and_labels():
     unbatched = tf.data.Dataset.from_tensor_slices((np.zeros((5, 4, 4, 3)), np.arange(5) % 2))
     source = as_image_source(unbatched)
@@ -239,6 +278,21 @@ def test_one_class_folder(tmp_path, write_class_folder):
         ValueError, match=r"At least 2 classes .* found \['cat'\] in .*cat'?/\*\.jpg"
     ):
         as_image_source(tmp_path)
+
+
+def test_a_parent_of_split_folders_says_which_folder_to_pass(tmp_path, write_class_folder):
+    for split in ("train", "test"):
+        write_class_folder(tmp_path / "data" / split, {"cat": 2, "dog": 2})
+    data = tmp_path / "data"
+    message = (
+        rf"{data} holds the split folders \['test', 'train'\].*not classes.*Pass "
+        rf"{data / 'train'} as the training data.*{data / 'test'}.*evaluat"
+    )
+    with pytest.raises(ValueError, match=message):
+        as_image_source(data)
+    write_class_folder(data / "val", {"cat": 2, "dog": 2})
+    with pytest.raises(ValueError, match=rf"{data / 'val'} as the validation data"):
+        as_image_source(data, class_names=["cat", "dog"])
 
 
 def test_folder_without_class_folders_when_labels_are_required(tmp_path):

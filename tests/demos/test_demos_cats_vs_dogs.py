@@ -81,6 +81,8 @@ class FakeTFDS:
         count = 2 * self.images_per_class
         images = np.zeros((count, 20, 24, 3), "uint8")
         images[self.images_per_class :, ..., 2] = 200  # dogs are blue
+        # Each image its own: identical files would be kept together by the validation split.
+        images[..., 1] = np.arange(count)[:, None, None] * 10
         labels = np.repeat([0, 1], self.images_per_class)
         info = types.SimpleNamespace(
             features={"label": types.SimpleNamespace(names=["cat", "dog"])},

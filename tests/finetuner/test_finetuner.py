@@ -296,6 +296,13 @@ def test_evaluate_rejects_a_label_training_never_saw(image_folder, tmp_path):
         ft.evaluate(other)
 
 
+def test_fit_says_when_the_validation_data_holds_training_images(image_folder, capfd):
+    root = image_folder(per_class=4)
+    ft = tiny_finetuner(schedule=tk.Freeze())
+    ft.fit(root, validation_data=root, epochs=1, batch_size=8, verbose=0)
+    assert "8 of 8 validation images are also in the training data" in capfd.readouterr().err
+
+
 def test_num_classes_must_agree_with_the_data(image_folder):
     ft = tiny_finetuner(num_classes=3)
     with pytest.raises(ValueError, match=r"num_classes=3.*2 classes"):

@@ -8,11 +8,19 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from transferkit.data.labels import encode_labels
+from transferkit.data.csv_inputs import separator_hint
+from transferkit.data.duplicates import report_duplicates
+from transferkit.data.labels import clean_name, encode_labels
 from transferkit.data.scan import scan_images
 from transferkit.utils.log import logger
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+# Folder names that mark a part of a data set rather than a class, by what the part is for.
+_SPLIT_NAMES = {
+    **dict.fromkeys(("train", "training"), "training"),
+    **dict.fromkeys(("val", "valid", "validation", "dev"), "validation"),
+    **dict.fromkeys(("test", "testing", "eval", "evaluation", "holdout"), "test"),
+}
 
 
 class FileInput(NamedTuple):
@@ -39,12 +47,36 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def find_images(folder: Path) -> list[str]:
-    """Lists image files under `folder` recursively, sorted, skipping hidden folders."""
+def find_images(folder: str | os.PathLike) -> list[str]:
+    """Lists image files under `folder` recursively, sorted, skipping hidden folders.
+
+    Symlinked folders are followed, and each real folder is read once: a folder
+    reached again (through a symlink loop, or a second symlink to it) is
+    skipped, and the log says so.
+    """
     found = []
-    for parent, folders, files in os.walk(folder):
-        folders[:] = sorted(name for name in folders if not name.startswith("."))
+    read = {os.path.realpath(folder)}
+    not_followed = []
+    for parent, folders, files in os.walk(folder, followlinks=True):
+        keep = []
+        for name in sorted(name for name in folders if not name.startswith(".")):
+            target = os.path.realpath(os.path.join(parent, name))
+            if target in read:
+                not_followed.append((os.path.join(parent, name), target))
+            else:
+                read.add(target)
+                keep.append(name)
+        folders[:] = keep
         found.extend(os.path.join(parent, name) for name in sorted(files) if is_image_file(name))
+    if not_followed:
+        shown = "; ".join(f"{path} (the same folder as {real})" for path, real in not_followed[:3])
+        logger.warning(
+            "Skipped %d folders whose images are read already through another path (a "
+            "symlink, or a symlink loop): %s%s",
+            len(not_followed),
+            shown,
+            "; ..." if len(not_followed) > 3 else "",
+        )
     return found
 
 
@@ -70,6 +102,7 @@ def read_folder(folder: Path, require_labels: bool, class_names: list[str] | Non
         )
     if not require_labels and not _is_class_layout(classes, loose, class_names):
         return _read_files(find_images(folder), None, class_names)
+    _refuse_split_layout(folder, sub_folders)
     if not classes:
         raise ValueError(
             f"Found {len(loose)} images directly in {folder} but no class sub-folders, so "
@@ -102,6 +135,32 @@ def read_folder(folder: Path, require_labels: bool, class_names: list[str] | Non
     return result
 
 
+def _refuse_split_layout(folder: Path, sub_folders: list[str]) -> None:
+    """Refuses data/ holding train/ and test/, each with class sub-folders, read as classes."""
+    kinds = {name: _SPLIT_NAMES.get(name.lower()) for name in sub_folders}
+    if not sub_folders or None in kinds.values():
+        return
+    if not any(_has_sub_folders(folder / name) for name in sub_folders):
+        return  # classes that happen to be named like splits, images directly inside
+    first = {kind: folder / name for name, kind in reversed(kinds.items())}
+    if "training" in first:
+        advice = f"Pass {first['training']} as the training data"
+        if "validation" in first:
+            advice += f", {first['validation']} as the validation data"
+        if "test" in first:
+            advice += f", and keep {first['test']} for evaluating the trained model"
+    else:
+        advice = f"Pass one of {[str(folder / name) for name in sub_folders]} as the data"
+    raise ValueError(
+        f"{folder} holds the split folders {sub_folders}, each with its own class "
+        f"sub-folders: they are parts of a data set, not classes. {advice}."
+    )
+
+
+def _has_sub_folders(folder: Path) -> bool:
+    return any(entry.is_dir() and not entry.name.startswith(".") for entry in folder.iterdir())
+
+
 def _is_class_layout(classes: dict, loose: list[str], class_names: list[str] | None) -> bool:
     # Without required labels, sub-folders count as classes only when nothing else
     # is there and their names are plausible classes, so that predicting on
@@ -109,7 +168,7 @@ def _is_class_layout(classes: dict, loose: list[str], class_names: list[str] | N
     if loose or not classes:
         return False
     if class_names is not None:
-        return set(classes) <= set(class_names)
+        return {clean_name(name) for name in classes} <= set(class_names)
     return len(classes) >= 2
 
 
@@ -119,27 +178,32 @@ def read_dataframe(
     label_column: str | None,
     require_labels: bool,
     class_names: list[str] | None,
+    what: str = "The DataFrame",
 ) -> FileInput:
-    """Reads a DataFrame with a column of image paths and (optionally) a column of labels."""
+    """Reads a DataFrame with a column of image paths and (optionally) a column of labels.
+
+    `what` names the table in errors, e.g. "The CSV labels.csv".
+    """
     columns = list(frame.columns)
     if path_column not in frame.columns:
         raise ValueError(
-            f"The DataFrame has no column {path_column!r} for the image paths. Its columns are "
-            f"{columns}. Set path_column= to the column that holds the paths."
+            f"{what} has no column {path_column!r} for the image paths. Its columns are "
+            f"{columns}."
+            + (separator_hint(columns) or " Set path_column= to the column that holds the paths.")
         )
     labeled = label_column is not None and label_column in frame.columns
     if require_labels and not labeled:
         if label_column is None:
             raise ValueError(
                 "Labels are required but label_column=None. Set label_column= to the column "
-                f"that holds the labels; the DataFrame's columns are {columns}."
+                f"that holds the labels; the columns are {columns}."
             )
         raise ValueError(
-            f"The DataFrame has no column {label_column!r} for the labels. Its columns are "
+            f"{what} has no column {label_column!r} for the labels. Its columns are "
             f"{columns}. Set label_column= to the column that holds the labels."
         )
     if frame.empty:
-        raise ValueError("The DataFrame has no rows: there are no images to read.")
+        raise ValueError(f"{what} has no rows: there are no images to read.")
     missing = frame[path_column].isna()
     if missing.any():
         raise ValueError(
@@ -167,6 +231,7 @@ def read_paths(
 
 
 def _read_files(paths: list[str], labels: Any, class_names: list[str] | None) -> FileInput:
+    classes_given = class_names is not None
     indices = None
     if labels is not None:
         # Labels are checked before the scan: a bad label should not wait for 10,000 decodes.
@@ -184,13 +249,25 @@ def _read_files(paths: list[str], labels: Any, class_names: list[str] | None) ->
     keep = np.array([path not in left_out for path in paths], dtype=bool)
     if indices is not None:
         lost = sorted(set(indices.tolist()) - set(indices[keep].tolist()))
-        if lost:
+        indices = indices[keep]
+        if lost and classes_given:
             logger.warning(
                 "Classes %s have no usable images left after leaving out unusable files.",
                 [class_names[i] for i in lost],
             )
-        indices = indices[keep]
+        elif lost:
+            # As for an empty folder: a class with nothing to learn from is no class.
+            logger.warning(
+                "Classes %s have no usable images (every file was left out): they are not "
+                "used as classes, as an empty folder is not.",
+                [class_names[i] for i in lost],
+            )
+            kept = [i for i in range(len(class_names)) if i not in set(lost)]
+            indices = np.searchsorted(kept, indices).astype(np.int64)
+            class_names = [class_names[i] for i in kept]
     originals = [path for path, kept in zip(paths, keep, strict=True) if kept]
+    if indices is not None:
+        report_duplicates(originals, indices, class_names)
     return FileInput(usable, originals, indices, class_names, skipped)
 
 

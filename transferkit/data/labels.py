@@ -1,5 +1,7 @@
 """Turns labels given as class names or class indices into int64 class indices."""
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -7,6 +9,48 @@ import numpy as np
 import pandas as pd
 
 from transferkit.utils.log import logger
+
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+
+
+def clean_name(name: str) -> str:
+    """A class name in the one spelling transferkit uses everywhere.
+
+    Unicode NFC (macOS writes file names decomposed: `e` + combining accent
+    rather than `é`, which look alike but compare different), without leading
+    or trailing whitespace.
+
+    Args:
+        name: str. A label or class name.
+
+    Returns:
+        The normalized name.
+    """
+    return unicodedata.normalize("NFC", name).strip()
+
+
+def _clean_names(names: list[str], what: str, example) -> list[str]:
+    """Cleans names with `clean_name`; says when spaces were removed, refuses blank names."""
+    cleaned = [clean_name(name) for name in names]
+    blank = np.array([not name for name in cleaned], dtype=bool)
+    if blank.any():
+        first = names[int(np.flatnonzero(blank)[0])]
+        raise ValueError(
+            f"Received a blank {what} {first!r} for {example(blank)}: a class needs a name. "
+            "Fill it in, or drop the images without one."
+        )
+    spaced = np.array([name != name.strip() for name in names], dtype=bool)
+    if spaced.any():
+        first = names[int(np.flatnonzero(spaced)[0])]
+        logger.warning(
+            "Removed spaces around %d %ss, e.g. %r (%s), which is class %r.",
+            int(spaced.sum()),
+            what,
+            first,
+            example(spaced),
+            clean_name(first),
+        )
+    return cleaned
 
 
 def check_class_names(class_names: Sequence[str] | None) -> list[str] | None:
@@ -16,10 +60,12 @@ def check_class_names(class_names: Sequence[str] | None) -> list[str] | None:
         class_names: list of str or None. Names of the classes, in class-index order.
 
     Returns:
-        The names as a new list, or None when `class_names` is None.
+        The names as a new list, each cleaned by `clean_name`, or None when
+        `class_names` is None.
 
     Raises:
-        ValueError: if `class_names` is a single string, empty, or holds duplicates.
+        ValueError: if `class_names` is a single string, empty, holds a blank
+            name, or holds duplicates.
     """
     if class_names is None:
         return None
@@ -29,6 +75,7 @@ def check_class_names(class_names: Sequence[str] | None) -> list[str] | None:
             f"class_names={class_names!r}. For example: class_names=['cat', 'dog']."
         )
     names = [str(name) for name in class_names]
+    names = _clean_names(names, "class name", lambda mask: f"class #{np.flatnonzero(mask)[0]}")
     if not names:
         raise ValueError("class_names is empty. Pass one name per class, e.g. ['cat', 'dog'].")
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -47,11 +94,17 @@ def encode_labels(
 ) -> tuple[np.ndarray, list[str]]:
     """Turns labels into class indices.
 
-    String labels become indices into `class_names` (when given) or into their
-    sorted unique values. Integer labels are class indices: with `class_names`
-    they must lie in `0..len(class_names) - 1`; without, the sorted unique values
-    become the classes (named `'0'`, `'1'`, ...), so labels `{3, 5}` make two
-    classes rather than six. One-hot rows of shape `(N, C)` are read as indices.
+    String labels are cleaned by `clean_name` (Unicode NFC; spaces around them
+    are removed, and the log says so), then become indices into `class_names`
+    (when given) or into their sorted unique values; names that are all whole
+    numbers sort as numbers (`'2'` before `'10'`).
+
+    Integer labels without `class_names` make the sorted unique values the
+    classes (named `'0'`, `'1'`, ...), so labels `{3, 5}` make two classes
+    rather than six. With `class_names`, an integer label is matched by value
+    when the class names are numbers (label `10` is class `'10'`, wherever it
+    stands), and is a class index into `class_names` when they are words;
+    never both. One-hot rows of shape `(N, C)` are read as indices.
 
     Args:
         labels: sequence, numpy array, pandas Series or tensor of str or int.
@@ -66,7 +119,8 @@ def encode_labels(
 
     Raises:
         ValueError: for missing (NaN/None) labels, labels that are neither
-            names nor whole numbers, or a label outside `class_names`.
+            names nor whole numbers, a label outside `class_names`, or integer
+            labels for class names that mix numbers and words.
     """
     values = _as_flat_array(labels)
 
@@ -83,7 +137,8 @@ def encode_labels(
     if values.dtype == object:
         values = _unify_object_labels(values)
     if values.dtype.kind in "US":
-        return _encode_names(values.astype(str), class_names, example)
+        values = np.array(_clean_names(values.astype(str).tolist(), "label", example), dtype=str)
+        return _encode_names(values, class_names, example)
     if values.dtype.kind == "f":
         fractional = values != np.round(values)
         if fractional.any():
@@ -148,8 +203,20 @@ def _unify_object_labels(values: np.ndarray) -> np.ndarray:
         ) from None
 
 
+def _is_whole_number(name: str) -> bool:
+    return _WHOLE_NUMBER.fullmatch(name) is not None
+
+
+def _sorted_names(names) -> list[str]:
+    """Sorted as numbers when every name is a whole number ('2' before '10'), else as text."""
+    names = sorted(set(names))
+    if names and all(_is_whole_number(name) for name in names):
+        return sorted(names, key=lambda name: (int(name), name))
+    return names
+
+
 def _encode_names(values: np.ndarray, class_names, example) -> tuple[np.ndarray, list[str]]:
-    unique = sorted(set(values.tolist()))
+    unique = _sorted_names(values.tolist())
     if class_names is None:
         class_names = unique
     unknown = [name for name in unique if name not in set(class_names)]
@@ -172,6 +239,22 @@ def _encode_indices(values: np.ndarray, class_names, example) -> tuple[np.ndarra
                 [str(v) for v in unique.tolist()],
             )
         return np.searchsorted(unique, values).astype(np.int64), [str(v) for v in unique.tolist()]
+    numeric = [_is_whole_number(name) for name in class_names]
+    index = {int(name): i for i, name in enumerate(class_names) if numeric[i]}
+    if all(numeric) and len(index) == len(class_names):
+        # Classes named by numbers are matched by value, never by position: label 2
+        # is class '2' even where a model's classes are in text order ['1', '10', '2'].
+        unknown = [int(v) for v in unique if int(v) not in index]
+        if unknown:
+            raise ValueError(_unknown_message(values, unknown, class_names, example))
+        return np.array([index[int(v)] for v in values], dtype=np.int64), list(class_names)
+    if any(numeric):
+        why = "mix numbers and words" if not all(numeric) else "hold one number twice"
+        raise ValueError(
+            f"Received integer labels (e.g. {int(values[0])}), but the classes {class_names} "
+            f"{why}, so an integer label can't be matched to one class. Pass the labels as "
+            "class names (str)."
+        )
     outside = values[(values < 0) | (values >= len(class_names))]
     if outside.size:
         bad = int(outside[0])

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from transferkit.data.csv_inputs import is_csv_file, read_csv_file
 from transferkit.data.file_inputs import read_dataframe, read_folder, read_paths
 from transferkit.data.labels import check_class_names, encode_labels
 from transferkit.data.tensor_inputs import dataset_layout, read_arrays, read_dataset
@@ -148,6 +149,9 @@ def as_image_source(
       sub-folders is read unlabeled.
     - a `pandas.DataFrame` with a column of paths and a column of labels.
       Relative paths resolve against the current directory.
+    - a CSV file (a path ending in `.csv`) with the same columns, read as
+      text (a label `1` is the class name `'1'`). Relative paths resolve
+      against the CSV's folder, as the `transferkit` command reads it.
     - a list or tuple of image paths (labels from `labels`), or one image path.
     - a numpy array of shape `(N, H, W, 3)`, `(N, H, W, 1)` or `(N, H, W)`,
       values 0-255, with `labels`, or a tuple `(images, labels)`.
@@ -180,8 +184,8 @@ def as_image_source(
     Raises:
         FileNotFoundError: if a path given as `data` doesn't exist.
         ValueError: if no usable image is found, labels are missing or unknown,
-            a folder has a single class, a DataFrame column is missing, or an
-            array has the wrong shape. The message says how to fix it.
+            a folder has a single class, a DataFrame or CSV column is missing,
+            or an array has the wrong shape. The message says how to fix it.
         TypeError: if `data` is of an unsupported type.
 
     Example:
@@ -215,11 +219,20 @@ def as_image_source(
         if not os.path.exists(path):
             raise FileNotFoundError(
                 f"No such file or folder: {os.path.abspath(path)!r}. Pass a folder with one "
-                "sub-folder per class, an image file, a DataFrame, a list of paths or arrays."
+                "sub-folder per class, a CSV file, an image file, a DataFrame, a list of paths "
+                "or arrays."
             )
         if os.path.isdir(path):
             _refuse_labels(labels, "a folder", "the sub-folder names are the labels")
             return _from_files(read_folder(path, require_labels, class_names))
+        if is_csv_file(path):
+            _refuse_labels(labels, "a CSV file", "put them in a column and set label_column=")
+            frame = read_csv_file(path, path_column)
+            what = f"The CSV {os.path.abspath(path)}"
+            read = read_dataframe(
+                frame, path_column, label_column, require_labels, class_names, what
+            )
+            return _from_files(read)
         data = [path]
         labels = None if labels is None else _as_list(labels)
     if isinstance(data, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) for p in data):

@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 
+from transferkit.data.duplicates import same_image_groups
 from transferkit.data.source import ImageSource
 from transferkit.utils.log import logger
 
@@ -13,9 +14,11 @@ def stratified_split(
 ) -> tuple[ImageSource, ImageSource]:
     """Splits each class separately, so both parts keep the class proportions.
 
-    Each class with at least 2 images keeps at least one in each part; a class
-    with a single image stays in training (with a warning). Within each part the
-    images keep their order in `source`.
+    Images that are the same file (listed twice) or copies with the same
+    content go to the same part, so no validation image is also a training
+    image. Each class with at least 2 distinct images keeps at least one in
+    each part; a class with a single one stays in training (with a warning).
+    Within each part the images keep their order in `source`.
 
     Args:
         source: `ImageSource`. Labeled images (files or arrays).
@@ -54,28 +57,32 @@ def stratified_split(
             "unlabeled. Pass labeled data, or pass validation_data=... explicitly."
         )
     rng = np.random.default_rng(seed)
+    # Each image of a group (the same file, or copies) goes where the group's first goes.
+    groups = same_image_groups(source)
     validation = []
     single = []
     for label in np.unique(source.labels):
         members = np.flatnonzero(source.labels == label)
+        # The first image of each group stands for its group; without copies, every image.
+        members = members[groups[members] == members]
         if len(members) < 2:
-            single.append(_class_name(source, label))
+            if len(members):  # with none, all its images are copies of other classes' images
+                single.append(_class_name(source, label))
             continue
         count = int(np.clip(round(len(members) * validation_split), 1, len(members) - 1))
         validation.extend(rng.choice(members, size=count, replace=False).tolist())
     if single:
         logger.warning(
-            "Classes %s have a single image: it stays in training and the class is not "
-            "validated. Add more images of these classes.",
+            "Classes %s have a single image (counting copies once): it stays in training and "
+            "the class is not validated. Add more images of these classes.",
             single,
         )
     if not validation:
         raise ValueError(
-            "Can't make a validation split: every class has a single image. Add images, or "
-            "pass validation_data=... explicitly."
+            "Can't make a validation split: every class has a single image (counting copies "
+            "once). Add images, or pass validation_data=... explicitly."
         )
-    in_validation = np.zeros(len(source), dtype=bool)
-    in_validation[validation] = True
+    in_validation = np.isin(groups, validation)
     return source.subset(~in_validation), source.subset(in_validation)
 
 

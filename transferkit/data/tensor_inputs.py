@@ -5,7 +5,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from transferkit.data.labels import encode_labels
+from transferkit.data.labels import check_class_names, encode_labels
 from transferkit.utils.log import logger
 
 
@@ -123,5 +123,5 @@ def read_dataset(
             f"(element_spec={dataset.element_spec}). Make it yield (images, labels) tuples."
         )
     if class_names is None and getattr(dataset, "class_names", None) is not None:
-        class_names = [str(name) for name in dataset.class_names]
+        class_names = check_class_names(dataset.class_names)
     return class_names

@@ -10,6 +10,7 @@ from transferkit import defaults
 from transferkit import schedules as schedules_module
 from transferkit.backbones import build_backbone, get_backbone_spec, list_backbones
 from transferkit.data import ImageSource, as_image_source, make_dataset, stratified_split
+from transferkit.data.duplicates import warn_if_overlapping
 from transferkit.features import FeatureCache, default_cache
 from transferkit.finetuner.augmentation import augmentation_layer
 from transferkit.finetuner.best_weights import BestWeights
@@ -405,6 +406,7 @@ class FineTuner:
         if validation_data is not None:
             train = source
             validation = self._source(validation_data, class_names=source.class_names)
+            warn_if_overlapping(train, validation)
         elif self.validation_split and source.dataset is None:
             split_seed = self.seed if seed is None else seed
             train, validation = stratified_split(source, self.validation_split, seed=split_seed)
