@@ -9,9 +9,20 @@ fence (blank lines allowed), by the marker
     <!-- skip: the reason, shown in the test report -->
 
 Keep such snippets few: most should run on the tiny data the page creates.
+
+A ```text block whose previous fenced block is a Python snippet (prose between them
+allowed) shows what that snippet prints: its `print` calls, then the value of its last
+line when that line is an expression (as a notebook shows it). Its lines that start
+with `transferkit: ` are log records, and must appear in the log in that order (a page
+may show only some of them); every other line must be printed, and everything printed
+must be shown. Within a line, `...` stands for any text; a line that is only `...`
+stands for any number of lines.
 """
 
+import ast
 import dataclasses
+import io
+import logging
 import re
 import shlex
 import textwrap
@@ -19,7 +30,7 @@ from pathlib import Path
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>`{3,})(?P<info>[^`\n]*)$")
 SKIP = re.compile(r"^\s*<!--\s*skip:\s*(?P<reason>.*?)\s*-->\s*$")
-RESULTS = re.compile(r"^<!-- RESULTS: (?P<name>[a-z_]+) -->$")
+LOG_PREFIX = "transferkit: "
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,12 +41,15 @@ class Snippet:
     line: int
     code: str
     skip_reason: str | None = None
+    output: str | None = None  # the ```text block that shows what it prints
+    output_line: int | None = None
 
 
 def find_snippets(text: str, page: str = "<page>") -> list[Snippet]:
     """Returns the Python blocks of a Markdown text, in order."""
     lines = text.splitlines()
     snippets = []
+    previous_language = None
     index = 0
     while index < len(lines):
         match = FENCE.match(lines[index])
@@ -50,13 +64,18 @@ def find_snippets(text: str, page: str = "<page>") -> list[Snippet]:
             end += 1
         if end == len(lines):
             raise ValueError(f"{page}:{index + 1}: a code fence is never closed")
-        if language == "python":
-            body = "\n".join(
+        body = textwrap.dedent(
+            "\n".join(
                 line[len(indent) :] if line.strip() else "" for line in lines[index + 1 : end]
             )
-            snippets.append(
-                Snippet(page, index + 1, textwrap.dedent(body) + "\n", _skip_reason(lines, index))
+        )
+        if language == "python":
+            snippets.append(Snippet(page, index + 1, body + "\n", _skip_reason(lines, index)))
+        elif language == "text" and previous_language == "python":
+            snippets[-1] = dataclasses.replace(
+                snippets[-1], output=body + "\n", output_line=index + 1
             )
+        previous_language = language
         index = end + 1
     return snippets
 
@@ -97,6 +116,87 @@ def doc_pages(docs_dir: Path) -> list[Path]:
     return sorted(docs_dir.rglob("*.md"))
 
 
-def results_markers(text: str) -> list[str]:
-    """The names of the `<!-- RESULTS: name -->` marker lines in a Markdown text."""
-    return [m.group("name") for line in text.splitlines() if (m := RESULTS.match(line.strip()))]
+@dataclasses.dataclass
+class Output:
+    """What a snippet printed (its `print` calls, then its last value) and logged."""
+
+    printed: list[str]
+    logged: list[str]
+
+
+class _LogLines(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.extend(LOG_PREFIX + line for line in record.getMessage().splitlines())
+
+
+def run_snippet(snippet: Snippet, namespace: dict, filename: str) -> Output:
+    """Runs a snippet in `namespace` and returns what it printed and logged.
+
+    Only the snippet's own `print` calls count as printed (a `print` in the
+    namespace writes to a buffer), so Keras's progress bars do not; the value of
+    a last line that is an expression is printed after them, as its `repr`.
+    """
+    # Leading newlines make the line numbers of a traceback those of the page.
+    tree = ast.parse("\n" * snippet.line + snippet.code, filename)
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    printed = io.StringIO()
+
+    def snippet_print(*args, file=None, **kwargs):
+        print(*args, file=printed if file is None else file, **kwargs)
+
+    namespace["print"] = snippet_print
+    # transferkit sets its logger up on import, unless it already has a handler.
+    from transferkit.utils.log import logger
+
+    handler = _LogLines()
+    logger.addHandler(handler)
+    try:
+        exec(compile(tree, filename, "exec"), namespace)
+        value = eval(compile(last, filename, "eval"), namespace) if last else None
+    finally:
+        logger.removeHandler(handler)
+    lines = printed.getvalue().splitlines()
+    if value is not None:
+        lines.extend(repr(value).splitlines())
+    return Output(lines, handler.lines)
+
+
+def _line_matches(expected: str, actual: str) -> bool:
+    pattern = ".*".join(re.escape(part) for part in expected.split("..."))
+    return re.fullmatch(pattern, actual.rstrip()) is not None
+
+
+def _lines_match(expected: list[str], actual: list[str]) -> bool:
+    """Every line matches in order; a line that is only `...` takes any number of lines."""
+    if not expected:
+        return not actual
+    head, rest = expected[0], expected[1:]
+    if head.strip() == "...":
+        return any(_lines_match(rest, actual[start:]) for start in range(len(actual) + 1))
+    return bool(actual) and _line_matches(head, actual[0]) and _lines_match(rest, actual[1:])
+
+
+def output_mismatch(expected: str, output: Output) -> str | None:
+    """None if `output` is what the ```text block `expected` shows, else what differs."""
+    lines = [line.rstrip() for line in expected.strip("\n").splitlines()]
+    shown_logs = [line for line in lines if line.startswith(LOG_PREFIX)]
+    shown_prints = [line for line in lines if not line.startswith(LOG_PREFIX)]
+    problems = []
+    logged = iter(output.logged)
+    for line in shown_logs:
+        if not any(_line_matches(line, actual) for actual in logged):
+            problems.append(f"not logged (in this order): {line}")
+            break
+    if shown_prints and not _lines_match(shown_prints, output.printed):
+        shown = "\n".join(shown_prints)
+        printed = "\n".join(output.printed)
+        problems.append(f"the page shows:\n{shown}\nbut the snippet printed:\n{printed}")
+    if problems and output.logged:
+        problems.append("the snippet logged:\n" + "\n".join(output.logged))
+    return "\n".join(problems) or None

@@ -4,6 +4,8 @@ Each page's ```python blocks run in order, in one namespace, in a fresh temporar
 working directory with transferkit's cache inside it. A block preceded by
 `<!-- skip: reason -->` is not run (it needs real weights, the internet or long
 training); see `docs_snippets.py`. Tracebacks point at the Markdown file and line.
+What a block prints and logs is compared with the ```text block the page shows
+after it, if any.
 
     python -m pytest tests/docs -k "getting-started"    # one page
 """
@@ -15,7 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
-from docs_snippets import doc_pages, find_commands, find_snippets, results_markers
+from docs_snippets import (
+    Output,
+    doc_pages,
+    find_commands,
+    find_snippets,
+    output_mismatch,
+    run_snippet,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -30,8 +39,6 @@ RUNNABLE_PAGES = [
 MIN_RUNNABLE_SNIPPETS = 40
 MIN_RUNNABLE_PAGES = 9
 MAX_SKIPPED_SNIPPETS = 12
-
-RESULTS_NAMES = {"schedules", "feature_cache", "cats_vs_dogs", "keras_recipe", "tuning"}
 
 # Sub-packages whose public names need not be in the API reference.
 INTERNAL_PACKAGES = {"demos", "utils", "version"}
@@ -51,15 +58,16 @@ def test_page_snippets_run(page, tmp_path, monkeypatch):
     keras.utils.clear_session()
     namespace = {"__name__": "__docs__"}
     runnable = [snippet for snippet in SNIPPETS[page] if not snippet.skip_reason]
-    ran = 0
+    mismatches = []
     started = time.perf_counter()
     for snippet in runnable:
-        # Leading newlines make the line numbers of a traceback those of the page.
-        code = compile("\n" * snippet.line + snippet.code, str(page), "exec")
-        exec(code, namespace)
-        ran += 1
-    assert ran == len(runnable) > 0
-    print(f"{_page_id(page)}: {ran} snippets in {time.perf_counter() - started:.1f}s")
+        output = run_snippet(snippet, namespace, str(page))
+        if snippet.output is not None:
+            mismatch = output_mismatch(snippet.output, output)
+            if mismatch:
+                mismatches.append(f"{page.name}:{snippet.output_line}: {mismatch}")
+    print(f"{_page_id(page)}: {len(runnable)} snippets in {time.perf_counter() - started:.1f}s")
+    assert not mismatches, "\n\n".join(mismatches)
 
 
 def test_the_docs_keep_enough_runnable_snippets():
@@ -108,6 +116,91 @@ def test_find_snippets_refuses_an_unclosed_fence():
         find_snippets("```python\nx = 1\n", "page.md")
 
 
+def test_every_output_block_is_checked():
+    unchecked = [
+        f"{s.page}:{s.output_line}"
+        for snippets in SNIPPETS.values()
+        for s in snippets
+        if s.output is not None and s.skip_reason
+    ]
+    assert not unchecked, f"output blocks after skipped snippets: {unchecked}"
+
+
+def test_find_snippets_attaches_the_text_block_that_follows():
+    text = "\n".join(
+        [
+            "```python",
+            "print(1)",
+            "```",
+            "Prose between them.",
+            "```text",
+            "1",
+            "```",
+            "```bash",
+            "transferkit backbones",
+            "```",
+            "```text",
+            "not the output of a snippet",
+            "```",
+        ]
+    )
+    (snippet,) = find_snippets(text, "page.md")
+    assert (snippet.output, snippet.output_line) == ("1\n", 5)
+
+
+def _run(code, namespace=None):
+    from docs_snippets import Snippet
+
+    return run_snippet(Snippet("page.md", 1, code), {} if namespace is None else namespace, "p")
+
+
+def test_run_snippet_returns_prints_then_the_last_value_and_the_log():
+    code = "import logging\n"
+    code += "logging.getLogger('transferkit').warning('one\\ntwo')\n"
+    code += "print('a', 1)\n[1, 2]\n"
+    output = _run(code)
+    assert output.printed == ["a 1", "[1, 2]"]
+    assert output.logged == ["transferkit: one", "transferkit: two"]
+    assert _run("x = None\nx").printed == []
+
+
+@pytest.mark.parametrize(
+    "expected, printed, logged",
+    [
+        ("a 1\n", ["a 1"], []),
+        ("Error in .../x.png (bad)\n", ["Error in /tmp/q/x.png (bad)"], []),
+        ("first\n...\nlast\n", ["first", "1", "2", "last"], []),
+        (
+            "transferkit: b\ntransferkit: d ...\n",
+            [],
+            ["transferkit: a", "transferkit: b", "transferkit: c", "transferkit: d 1"],
+        ),
+        ("transferkit: b\n0 2\n", ["0 2"], ["transferkit: b"]),
+    ],
+)
+def test_output_blocks_that_match(expected, printed, logged):
+    assert output_mismatch(expected, Output(printed, logged)) is None
+
+
+@pytest.mark.parametrize(
+    "expected, printed, logged, message",
+    [
+        ("0 2\n2 2\n", ["0 2", "1 2"], [], "but the snippet printed:\n0 2\n1 2"),
+        ("0 2\n", ["0 2", "more"], [], "the page shows"),  # everything printed is shown
+        ("a\nb\n", ["a"], [], "the page shows"),
+        ("x .../y.png\n", ["x /y.jpg"], [], "the page shows"),
+        (
+            "transferkit: b\ntransferkit: a\n",
+            [],
+            ["transferkit: a", "transferkit: b"],
+            "not logged \\(in this order\\): transferkit: a",
+        ),
+    ],
+)
+def test_output_blocks_that_do_not_match(expected, printed, logged, message):
+    assert re.search(message, output_mismatch(expected, Output(printed, logged)))
+
+
 def test_the_documented_commands_parse():
     from transferkit.cli import build_parser
 
@@ -132,12 +225,6 @@ def test_find_commands_reads_bash_blocks_only():
         (3, ["fit", "data", "--out", "runs/a"]),
         (4, ["evaluate", "m.keras", "data", "--json"]),
     ]
-
-
-def test_results_markers_are_known_and_appear_once():
-    names = [name for page in PAGES for name in results_markers(page.read_text())]
-    assert set(names) <= RESULTS_NAMES, set(names) - RESULTS_NAMES
-    assert len(names) == len(set(names)), names
 
 
 def _documented_objects() -> dict[int, str]:
