@@ -90,24 +90,105 @@ def _skip_reason(lines: list[str], fence_index: int) -> str | None:
     return match.group("reason") if match else None
 
 
-def find_commands(text: str, program: str = "transferkit") -> list[tuple[int, list[str]]]:
-    """`(line, arguments)` of each `program ...` command line in the ```bash blocks.
+@dataclasses.dataclass(frozen=True)
+class QuotedCommand:
+    """A command line quoted on a page: its words, and where it was quoted.
 
-    Arguments stop at a comment, a pipe or a redirection.
+    `where` is `"bash"` (a line of a shell block, or a `$ ...` line of a text
+    block: a whole command), `"synopsis"` (a usage line of a text block, such as
+    `transferkit fit DATA [--seed N]`) or `"inline"` (a code span in the prose,
+    which may quote only part of a command).
+    """
+
+    line: int
+    words: tuple[str, ...]
+    where: str
+
+
+SHELL_LANGUAGES = ("bash", "sh", "shell", "console")
+COMMAND_SEPARATORS = ("&&", "||", ";", "|")
+REDIRECTIONS = re.compile(r"^\d?(>>?|<)")
+PROGRAMS = re.compile(r"^(python3?|transferkit)\s")
+
+
+def _shell_commands(line: int, text: str, where: str) -> list[QuotedCommand]:
+    """The commands of one shell line: split at `&&`, `|`, `;`, cut at redirections."""
+    commands, words, redirected = [], [], False
+    for word in [*shlex.split(text, comments=True), "&&"]:
+        if word in COMMAND_SEPARATORS:
+            if words:
+                commands.append(QuotedCommand(line, tuple(words), where))
+            words, redirected = [], False
+        elif redirected or REDIRECTIONS.match(word):
+            redirected = True  # `> metrics.json`: the rest is the shell's, not the command's
+        else:
+            words.append(word)
+    return commands
+
+
+def find_quoted_commands(text: str) -> list[QuotedCommand]:
+    """Every `python ...` and `transferkit ...` command quoted in a Markdown text.
+
+    In shell blocks, every line (a `\\` at the end continues it); in text blocks,
+    `$ ...` lines and usage lines starting with `transferkit ` (indented lines
+    continue them); in the prose, code spans that start with `python` or
+    `transferkit` followed by a space.
     """
     commands = []
     lines = text.splitlines()
-    in_bash = False
-    for number, line in enumerate(lines, start=1):
-        match = FENCE.match(line)
-        if match:
-            language = match.group("info").strip().lower()
-            in_bash = not in_bash and language in ("bash", "sh", "shell")
+    prose = []  # the page with its fenced blocks blanked out, for the code spans
+    index = 0
+    while index < len(lines):
+        match = FENCE.match(lines[index])
+        if not match:
+            prose.append(lines[index])
+            index += 1
             continue
-        words = shlex.split(line, comments=True) if in_bash else []
-        if words[:1] == [program]:
-            cut = [i for i, word in enumerate(words) if word in ("|", ">", ">>", "&&", ";")]
-            commands.append((number, words[1 : cut[0] if cut else len(words)]))
+        indent, ticks = match.group("indent"), match.group("ticks")
+        language = match.group("info").strip().split(" ")[0].lower()
+        closing = re.compile(rf"^{re.escape(indent)}{ticks}\s*$")
+        end = index + 1
+        while end < len(lines) and not closing.match(lines[end]):
+            end += 1
+        block = [(number + 1, lines[number].strip()) for number in range(index + 1, end)]
+        commands += _block_commands(block, language)
+        prose += [""] * (min(end, len(lines) - 1) - index + 1)
+        index = end + 1
+    prose_text = "\n".join(prose)
+    for span in re.finditer(r"(?<!`)`([^`]+)`(?!`)", prose_text):
+        quoted = " ".join(span.group(1).split())
+        if PROGRAMS.match(quoted):
+            line = prose_text.count("\n", 0, span.start()) + 1
+            commands += _shell_commands(line, quoted, "inline")
+    return sorted(commands, key=lambda command: command.line)
+
+
+def _block_commands(block: list[tuple[int, str]], language: str) -> list[QuotedCommand]:
+    commands = []
+    if language in SHELL_LANGUAGES:
+        pending, first = "", None
+        for number, line in block:
+            line = line.removeprefix("$ ")
+            first = first or number
+            if line.endswith("\\"):
+                pending += line[:-1] + " "
+                continue
+            commands += _shell_commands(first, pending + line, "bash")
+            pending, first = "", None
+    elif language == "text":
+        synopsis = None
+        for number, line in block + [(None, "")]:
+            if synopsis and line and not PROGRAMS.match(line) and not line.startswith("$ "):
+                synopsis = (synopsis[0], f"{synopsis[1]} {line}")  # an indented continuation
+                continue
+            if synopsis:
+                words = tuple(synopsis[1].split())
+                commands.append(QuotedCommand(synopsis[0], words, "synopsis"))
+                synopsis = None
+            if line.startswith("$ "):
+                commands += _shell_commands(number, line[2:], "bash")
+            elif line.startswith("transferkit "):
+                synopsis = (number, line)
     return commands
 
 

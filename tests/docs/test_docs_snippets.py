@@ -20,7 +20,6 @@ import pytest
 from docs_snippets import (
     Output,
     doc_pages,
-    find_commands,
     find_snippets,
     output_mismatch,
     run_snippet,
@@ -199,32 +198,6 @@ def test_output_blocks_that_match(expected, printed, logged):
 )
 def test_output_blocks_that_do_not_match(expected, printed, logged, message):
     assert re.search(message, output_mismatch(expected, Output(printed, logged)))
-
-
-def test_the_documented_commands_parse():
-    from transferkit.cli import build_parser
-
-    commands = [
-        (page, line, arguments)
-        for page in PAGES
-        for line, arguments in find_commands(page.read_text())
-    ]
-    assert len(commands) >= 10
-    for page, line, arguments in commands:
-        try:
-            build_parser().parse_args(arguments)
-        except SystemExit as exit:  # argparse's way of refusing a command line
-            pytest.fail(f"{page}:{line}: `transferkit {' '.join(arguments)}` exits with {exit}")
-
-
-def test_find_commands_reads_bash_blocks_only():
-    text = "```bash\ntranskit x\ntransferkit fit data --out runs/a  # a comment\n"
-    text += "transferkit evaluate m.keras data --json > metrics.json\n```\n"
-    text += "```text\ntransferkit fit DATA [--seed N]\n```\n"
-    assert find_commands(text) == [
-        (3, ["fit", "data", "--out", "runs/a"]),
-        (4, ["evaluate", "m.keras", "data", "--json"]),
-    ]
 
 
 def _documented_objects() -> dict[int, str]:
