@@ -11,15 +11,23 @@ fence (blank lines allowed), by the marker
 Keep such snippets few: most should run on the tiny data the page creates.
 
 A ```text block whose previous fenced block is a Python snippet (prose between them
-allowed) shows what that snippet prints: its `print` calls, then the value of its last
-line when that line is an expression (as a notebook shows it). Its lines that start
-with `transferkit: ` are log records, and must appear in the log in that order (a page
-may show only some of them); every other line must be printed, and everything printed
-must be shown. Within a line, `...` stands for any text; a line that is only `...`
-stands for any number of lines.
+allowed), unless it is a command's usage (`transferkit fit DATA [--seed N]`), shows
+what that snippet prints: its `print` calls, then the value of its last line when that
+line is an expression (as a notebook shows it). Its lines that start with
+`transferkit: ` are log records, and must appear in the log in that order (a page may
+show only some of them); every other line must be printed, and everything printed must
+be shown. Within a line, `...` stands for any text; a line that is only `...` stands
+for any number of lines.
+
+A command's output is shown two ways: a ```bash block holding one `transferkit ...`
+line, followed by a ```text block; or a ```text block that starts with
+`$ transferkit ...` and continues with what it prints. The command runs (in the
+page's working directory, after its snippets) and everything it writes to stdout and
+stderr must match the block, line for line, with the same `...` wildcards.
 """
 
 import ast
+import contextlib
 import dataclasses
 import io
 import logging
@@ -71,13 +79,18 @@ def find_snippets(text: str, page: str = "<page>") -> list[Snippet]:
         )
         if language == "python":
             snippets.append(Snippet(page, index + 1, body + "\n", _skip_reason(lines, index)))
-        elif language == "text" and previous_language == "python":
+        elif language == "text" and previous_language == "python" and not _is_usage(body):
             snippets[-1] = dataclasses.replace(
                 snippets[-1], output=body + "\n", output_line=index + 1
             )
         previous_language = language
         index = end + 1
     return snippets
+
+
+def _is_usage(body: str) -> bool:
+    """Whether a text block is a command's usage (`transferkit fit DATA [--seed N]`)."""
+    return body.lstrip().startswith("transferkit ")
 
 
 def _skip_reason(lines: list[str], fence_index: int) -> str | None:
@@ -88,6 +101,74 @@ def _skip_reason(lines: list[str], fence_index: int) -> str | None:
         return None
     match = SKIP.match(lines[previous])
     return match.group("reason") if match else None
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandOutput:
+    """A `transferkit` command shown with its output, and the line of that output."""
+
+    page: str
+    line: int
+    arguments: tuple[str, ...]
+    output: str
+    skip_reason: str | None = None
+
+
+def find_command_outputs(text: str, page: str = "<page>") -> list[CommandOutput]:
+    """The `transferkit` commands of a Markdown text that are shown with their output."""
+    found = []
+    lines = text.splitlines()
+    previous = None  # (language, first line index, body lines) of the previous block
+    index = 0
+    while index < len(lines):
+        match = FENCE.match(lines[index])
+        if not match:
+            index += 1
+            continue
+        indent, ticks = match.group("indent"), match.group("ticks")
+        language = match.group("info").strip().split(" ")[0].lower()
+        closing = re.compile(rf"^{re.escape(indent)}{ticks}\s*$")
+        end = index + 1
+        while end < len(lines) and not closing.match(lines[end]):
+            end += 1
+        body = [line.strip() for line in lines[index + 1 : end]]
+        if language == "text" and body and body[0].startswith("$ transferkit "):
+            arguments = tuple(shlex.split(body[0][2:]))[1:]
+            output = "\n".join(body[1:]) + "\n"
+            skip = _skip_reason(lines, index)
+            found.append(CommandOutput(page, index + 2, arguments, output, skip))
+        elif (
+            language == "text"
+            and previous
+            and previous[0] in SHELL_LANGUAGES
+            and len(previous[2]) == 1
+            and previous[2][0].startswith("transferkit ")
+            and not _is_usage("\n".join(body))
+        ):
+            arguments = tuple(shlex.split(previous[2][0], comments=True))[1:]
+            skip = _skip_reason(lines, previous[1])
+            found.append(CommandOutput(page, index + 1, arguments, "\n".join(body) + "\n", skip))
+        previous = (language, index, [line for line in body if line])
+        index = end + 1
+    return found
+
+
+def run_command(arguments: tuple[str, ...]) -> list[str]:
+    """Runs `transferkit ARGUMENTS` in this process; the lines it wrote to stdout and stderr."""
+    from transferkit.cli import main
+
+    written = io.StringIO()
+    with contextlib.redirect_stdout(written), contextlib.redirect_stderr(written):
+        main(list(arguments))
+    return written.getvalue().splitlines()
+
+
+def command_output_mismatch(expected: str, lines: list[str]) -> str | None:
+    """None if `lines` are what the block `expected` shows, else what differs."""
+    shown = [line.rstrip() for line in expected.strip("\n").splitlines()]
+    if _lines_match(shown, [line.rstrip() for line in lines]):
+        return None
+    return "the page shows:\n" + "\n".join(shown) + "\nbut the command wrote:\n" + "\n".join(lines)
 
 
 @dataclasses.dataclass(frozen=True)

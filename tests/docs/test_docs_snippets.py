@@ -19,9 +19,12 @@ from pathlib import Path
 import pytest
 from docs_snippets import (
     Output,
+    command_output_mismatch,
     doc_pages,
+    find_command_outputs,
     find_snippets,
     output_mismatch,
+    run_command,
     run_snippet,
 )
 
@@ -29,8 +32,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PAGES = doc_pages(DOCS)
 SNIPPETS = {page: find_snippets(page.read_text(), str(page.relative_to(ROOT))) for page in PAGES}
+COMMANDS = {
+    page: find_command_outputs(page.read_text(), str(page.relative_to(ROOT))) for page in PAGES
+}
 RUNNABLE_PAGES = [
-    page for page, found in SNIPPETS.items() if any(not s.skip_reason for s in found)
+    page for page in PAGES if any(not s.skip_reason for s in SNIPPETS[page] + COMMANDS[page])
 ]
 
 # The site must keep exercising the library: if a rewrite drops below these, it
@@ -65,7 +71,15 @@ def test_page_snippets_run(page, tmp_path, monkeypatch):
             mismatch = output_mismatch(snippet.output, output)
             if mismatch:
                 mismatches.append(f"{page.name}:{snippet.output_line}: {mismatch}")
-    print(f"{_page_id(page)}: {len(runnable)} snippets in {time.perf_counter() - started:.1f}s")
+    # Commands shown with their output run after the snippets, which write their data.
+    commands = [command for command in COMMANDS[page] if not command.skip_reason]
+    for command in commands:
+        mismatch = command_output_mismatch(command.output, run_command(command.arguments))
+        if mismatch:
+            mismatches.append(f"{page.name}:{command.line}: {mismatch}")
+    seconds = time.perf_counter() - started
+    ran = f"{len(runnable)} snippets, {len(commands)} commands"
+    print(f"{_page_id(page)}: {ran} in {seconds:.1f}s")
     assert not mismatches, "\n\n".join(mismatches)
 
 
@@ -145,6 +159,46 @@ def test_find_snippets_attaches_the_text_block_that_follows():
     )
     (snippet,) = find_snippets(text, "page.md")
     assert (snippet.output, snippet.output_line) == ("1\n", 5)
+
+
+def test_find_command_outputs():
+    text = "\n".join(
+        [
+            "```bash",
+            "transferkit fit data --epochs 2  # a comment",
+            "```",
+            "It prints:",
+            "```text",
+            "Validation accuracy 0.5000",
+            "```",
+            "```bash",
+            "transferkit fit -h",
+            "```",
+            "```text",
+            "transferkit fit DATA [--seed N]",
+            "```",
+            "```text",
+            "$ transferkit fit nowhere",
+            "transferkit: error: No such file",
+            "```",
+        ]
+    )
+    first, second = find_command_outputs(text, "page.md")
+    assert (first.line, first.arguments, first.output) == (
+        5,
+        ("fit", "data", "--epochs", "2"),
+        "Validation accuracy 0.5000\n",
+    )
+    assert (second.line, second.arguments) == (15, ("fit", "nowhere"))
+    assert second.output == "transferkit: error: No such file\n"
+
+
+def test_command_output_mismatch():
+    shown = "Fine-tuning on 12 images.\n...\nWrote runs/tiny/: model.keras, ...\n"
+    wrote = ["Fine-tuning on 12 images.", "Epoch 1/2", "Wrote runs/tiny/: model.keras, a.csv"]
+    assert command_output_mismatch(shown, wrote) is None
+    wrote[0] = "Fine-tuning on 16 images."
+    assert "but the command wrote" in command_output_mismatch(shown, wrote)
 
 
 def _run(code, namespace=None):
