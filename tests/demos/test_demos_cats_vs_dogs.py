@@ -21,6 +21,19 @@ def test_auto_weights_fall_back_to_offline_mobilenet(monkeypatch, tmp_path, capf
     assert "could not download the ImageNet weights of resnet50" in capfd.readouterr().err
 
 
+def test_offline_mobilenet_weights_skip_the_download(monkeypatch, tmp_path):
+    # README and the tutorial quote --weights offline-mobilenet to train the measured
+    # MobileNet where Keras's download of ResNet50's weights would work.
+    def download(*args, **kwargs):
+        raise AssertionError("tried Keras's download")
+
+    offline = tmp_path / "mobilenet.weights.h5"
+    monkeypatch.setattr(cats_vs_dogs, "build_backbone", download)
+    monkeypatch.setattr(cats_vs_dogs, "mobilenet_imagenet_weights", lambda: offline)
+    backbone, weights, _ = cats_vs_dogs.pick_backbone("offline-mobilenet")
+    assert (backbone, weights) == ("mobilenet", offline)
+
+
 def test_folder_source_holds_out_a_stratified_test_split(image_folder):
     root = image_folder(per_class=10)
     train, test = cats_vs_dogs.load_data("folder", str(root), train_images=None, seed=0)
