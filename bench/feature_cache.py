@@ -11,7 +11,11 @@ configuration runs in its own process, one after the other, so peak memory is it
   epochs, training on cached features vs running the backbone every epoch.
 - `cached-flip-K`: the cache with K views per image (plain + K-1 flipped), 20 epochs.
 
-    python bench/feature_cache.py [--train-images 2000] [--image-size 160]
+The head trains at `Freeze`'s default learning rate unless `--head-learning-rate`
+says otherwise.
+
+    python -m bench.feature_cache [--train-images 2000] [--image-size 160]
+        [--head-learning-rate LR] [--configs CONFIG ...]
 """
 
 import argparse
@@ -35,7 +39,20 @@ CONFIGS = [
 ]
 
 
-def run_one(config, train_images, image_size):
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command line (building it runs nothing)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-images", type=int, default=2000)
+    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument(
+        "--head-learning-rate", type=float, help="the head's learning rate (default: Freeze's)"
+    )
+    parser.add_argument("--configs", nargs="*", default=CONFIGS, choices=CONFIGS)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    return parser
+
+
+def run_one(config, train_images, image_size, head_learning_rate=None):
     import keras
     import numpy as np
 
@@ -76,7 +93,9 @@ def run_one(config, train_images, image_size):
             "mobilenet",
             weights=weights_path(),
             input_shape=(*size, 3),
-            schedule=tk.Freeze(),
+            schedule=tk.Freeze()
+            if head_learning_rate is None
+            else tk.Freeze(learning_rate=head_learning_rate),
             augmentation="flip" if flip else None,
             augment_copies=int(rest[1]) if flip else 1,
             cache_features=FeatureCache() if kind == "cached" else False,
@@ -95,14 +114,10 @@ def run_one(config, train_images, image_size):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-images", type=int, default=2000)
-    parser.add_argument("--image-size", type=int, default=160)
-    parser.add_argument("--configs", nargs="*", default=CONFIGS)
-    parser.add_argument("--one", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = build_parser().parse_args()
     if args.one:
-        print("RESULT " + json.dumps(run_one(args.one, args.train_images, args.image_size)))
+        row = run_one(args.one, args.train_images, args.image_size, args.head_learning_rate)
+        print("RESULT " + json.dumps(row))
         return
 
     rows = []
@@ -118,6 +133,8 @@ def main():
             "--image-size",
             str(args.image_size),
         ]
+        if args.head_learning_rate is not None:
+            command += ["--head-learning-rate", str(args.head_learning_rate)]
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         row = json.loads(output.split("RESULT ", 1)[1])
         rows.append(row)

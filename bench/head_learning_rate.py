@@ -17,13 +17,18 @@ import transferkit as tk
 from bench.common import Timer, cats_vs_dogs, weights_path
 
 
-def main():
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command line (building it runs nothing)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-images", type=int, default=4000)
     parser.add_argument("--image-size", type=int, default=160)
     parser.add_argument("--rates", type=float, nargs="*", default=[1e-3, 3e-3, 1e-2])
     parser.add_argument("--epochs", type=int, nargs="*", default=[1, 2, 3, 5])
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     x, y, xt, yt = cats_vs_dogs(args.train_images)
     cache = tk.features.FeatureCache()  # features computed once, shared by every run
 

@@ -10,11 +10,14 @@ augmentation, global average pooling, dropout 0.2, one logit; Adam with its defa
 the frozen phase, then the whole base unfrozen and recompiled at Adam(1e-5).
 
 transferkit's side is `FineTuner("mobilenet", ...)` with its default schedule, given as many
-epochs as fit the plain recipe's wall time. Held-out accuracy is measured after every epoch
-of both (the clock is paused while measuring) to report the time each first reaches the
-plain recipe's final accuracy.
+epochs as fit the plain recipe's wall time; `--transferkit-frozen-epochs`,
+`--head-learning-rate` and `--cached-views` change its warm-up. Held-out accuracy is
+measured after every epoch of both (the clock is paused while measuring) to report the
+time each first reaches the plain recipe's final accuracy.
 
     python -m bench.keras_recipe [--train-images 4000] [--frozen-epochs 2] [--unfrozen-epochs 1]
+        [--transferkit-epochs 3] [--transferkit-frozen-epochs N] [--head-learning-rate LR]
+        [--cached-views N]
 """
 
 import argparse
@@ -112,9 +115,24 @@ def plain_keras_recipe(x, y, xt, yt, size, frozen_epochs, unfrozen_epochs):
     return held_out.points, clock.elapsed()
 
 
-def transferkit_default(x, y, xt, yt, size, epochs):
+def transferkit_schedule(frozen_epochs=None, head_learning_rate=None):
+    """The default schedule, with the warm-up's length or head rate changed if given."""
+    changes = {"frozen_epochs": frozen_epochs, "learning_rate": head_learning_rate}
+    changes = {name: value for name, value in changes.items() if value is not None}
+    return tk.FreezeUnfreeze(**changes) if changes else None
+
+
+def transferkit_default(x, y, xt, yt, size, epochs, schedule=None, cached_views=None):
     keras.backend.clear_session()
-    ft = tk.FineTuner("mobilenet", weights=weights_path(), input_shape=size, seed=0)
+    options = {} if schedule is None else {"schedule": schedule}
+    ft = tk.FineTuner(
+        "mobilenet",
+        weights=weights_path(),
+        input_shape=size,
+        augment_copies=cached_views,
+        seed=0,
+        **options,
+    )
     clock = Clock()
     held_out = HeldOut(lambda: ft.evaluate(xt, yt)["accuracy"], clock)
     ft.fit(x, y, epochs=epochs, callbacks=[held_out], verbose=0)
@@ -126,26 +144,51 @@ def first_reaching(points, target):
     return next((seconds for seconds, accuracy in points if accuracy >= target), None)
 
 
-def main():
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command line (building it runs nothing)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-images", type=int, default=4000)
     parser.add_argument("--image-size", type=int, default=160)
-    parser.add_argument("--frozen-epochs", type=int, default=2)
-    parser.add_argument("--unfrozen-epochs", type=int, default=1)
+    parser.add_argument(
+        "--frozen-epochs", type=int, default=2, help="the plain recipe's frozen epochs"
+    )
+    parser.add_argument(
+        "--unfrozen-epochs", type=int, default=1, help="the plain recipe's unfrozen epochs"
+    )
     parser.add_argument("--transferkit-epochs", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--transferkit-frozen-epochs", type=int, help="(default: the default schedule's)"
+    )
+    parser.add_argument(
+        "--head-learning-rate",
+        type=float,
+        help="transferkit's head rate while frozen (default: the default schedule's)",
+    )
+    parser.add_argument(
+        "--cached-views",
+        type=int,
+        help="views of each image cached for the warm-up (default: FineTuner's)",
+    )
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     x, y, xt, yt = cats_vs_dogs(args.train_images)
 
     print("plain Keras recipe", flush=True)
     plain, plain_seconds = plain_keras_recipe(
         x, y, xt, yt, args.image_size, args.frozen_epochs, args.unfrozen_epochs
     )
+    schedule = transferkit_schedule(args.transferkit_frozen_epochs, args.head_learning_rate)
     print("transferkit default", flush=True)
-    ours, our_seconds = transferkit_default(x, y, xt, yt, args.image_size, args.transferkit_epochs)
+    ours, our_seconds = transferkit_default(
+        x, y, xt, yt, args.image_size, args.transferkit_epochs, schedule, args.cached_views
+    )
 
     target = plain[-1][1]
-    default_schedule = tk.schedules.get(tk.FineTuner("mobilenet").schedule)
-    our_frozen = default_schedule.plan(args.transferkit_epochs)[0]
+    used = tk.schedules.get(schedule or tk.FineTuner("mobilenet").schedule)
+    our_frozen = used.plan(args.transferkit_epochs)[0]
     rows = [
         {
             "run": f"plain Keras recipe ({args.frozen_epochs} frozen + {args.unfrozen_epochs} "

@@ -21,6 +21,19 @@ def test_auto_weights_fall_back_to_offline_mobilenet(monkeypatch, tmp_path, capf
     assert "could not download the ImageNet weights of resnet50" in capfd.readouterr().err
 
 
+def test_offline_mobilenet_weights_skip_the_download(monkeypatch, tmp_path):
+    # README and the tutorial quote --weights offline-mobilenet to train the measured
+    # MobileNet where Keras's download of ResNet50's weights would work.
+    def download(*args, **kwargs):
+        raise AssertionError("tried Keras's download")
+
+    offline = tmp_path / "mobilenet.weights.h5"
+    monkeypatch.setattr(cats_vs_dogs, "build_backbone", download)
+    monkeypatch.setattr(cats_vs_dogs, "mobilenet_imagenet_weights", lambda: offline)
+    backbone, weights, _ = cats_vs_dogs.pick_backbone("offline-mobilenet")
+    assert (backbone, weights) == ("mobilenet", offline)
+
+
 def test_folder_source_holds_out_a_stratified_test_split(image_folder):
     root = image_folder(per_class=10)
     train, test = cats_vs_dogs.load_data("folder", str(root), train_images=None, seed=0)
@@ -65,8 +78,9 @@ def test_run_writes_the_results_folder(image_folder, tmp_path, monkeypatch):
 class FakeTFDS:
     """Stands in for `tensorflow_datasets` (not installed here, and it needs internet)."""
 
-    def __init__(self, images_per_class=3, fail=None):
+    def __init__(self, images_per_class=3, fail=None, num_examples=None):
         self.images_per_class, self.fail, self.loads = images_per_class, fail, 0
+        self.num_examples = num_examples  # what the split info says; the real count if None
 
     def load(self, name, split, as_supervised, with_info):
         import types
@@ -86,27 +100,56 @@ class FakeTFDS:
         labels = np.repeat([0, 1], self.images_per_class)
         info = types.SimpleNamespace(
             features={"label": types.SimpleNamespace(names=["cat", "dog"])},
-            splits={"train": types.SimpleNamespace(num_examples=count)},
+            splits={"train": types.SimpleNamespace(num_examples=self.num_examples or count)},
         )
         return tf.data.Dataset.from_tensor_slices((images, labels)), info
 
 
-def test_tfds_source_writes_a_folder_once_and_counts_the_corrupt_jpegs(
+class UnevenTFDS(FakeTFDS):
+    """4 cats and 7 dogs, while the split info says 12 images."""
+
+    def load(self, name, split, as_supervised, with_info):
+        import numpy as np
+
+        dataset, info = super().load(name, split, as_supervised, with_info)
+        labels = np.array([0] * 4 + [1] * 7)
+        images = np.zeros((len(labels), 20, 24, 3), "uint8")
+        return type(dataset).from_tensor_slices((images, labels)), info
+
+
+def test_tfds_source_writes_a_folder_once_and_reports_the_counts_it_wrote(
     monkeypatch, tmp_path, capfd
 ):
     monkeypatch.setenv("TRANSFERKIT_CACHE_DIR", str(tmp_path / "cache"))
-    fake = FakeTFDS(images_per_class=5)
+    fake = UnevenTFDS(num_examples=12)
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
     train, test = cats_vs_dogs.load_data("tfds", train_images=None, seed=0)
-    assert len(train.data) == 8 and len(test.data) == 2
-    corrupt = cats_vs_dogs.KAGGLE_IMAGES - 10
-    assert f"{corrupt} corrupt JPEGs skipped" in train.description
-    assert f"{corrupt} of the Kaggle set's 25000 were corrupt JPEGs" in capfd.readouterr().err
+    assert len(train.data) + len(test.data) == 11
+    assert "(Kaggle, 11 images: 4 cat, 7 dog)" in train.description
+    log = capfd.readouterr().err
+    assert "wrote 11 images (4 cat, 7 dog)" in log
+    assert "gave 11 images, but its split info says 12" in log
     folder = tmp_path / "cache" / "demos" / "tfds_cats_vs_dogs"
-    assert sorted(p.name for p in (folder / "dog").iterdir())[:1] == ["00005.jpg"]
+    assert json.loads((folder / "counts.json").read_text()) == {
+        "images": 11,
+        "per_class": {"cat": 4, "dog": 7},
+    }
+    assert sorted(p.name for p in (folder / "dog").iterdir())[:1] == ["00004.jpg"]
     # A second run reads the cached folder and its counts, without TFDS.
     again, _ = cats_vs_dogs.load_data("tfds", train_images=None, seed=0)
     assert fake.loads == 1 and again.description == train.description
+
+
+def test_tfds_folder_of_an_older_version_is_counted_not_trusted(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRANSFERKIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", FakeTFDS(images_per_class=5))
+    cats_vs_dogs.load_data("tfds", train_images=None, seed=0)
+    folder = tmp_path / "cache" / "demos" / "tfds_cats_vs_dogs"
+    # Earlier versions wrote TFDS's split count and 25,000 minus it as "corrupt_skipped".
+    (folder / "counts.json").write_text('{"images": 23262, "corrupt_skipped": 1738}')
+    train, _ = cats_vs_dogs.load_data("tfds", train_images=None, seed=0)
+    assert "(Kaggle, 10 images: 5 cat, 5 dog)" in train.description
+    assert json.loads((folder / "counts.json").read_text())["per_class"] == {"cat": 5, "dog": 5}
 
 
 def test_tfds_failure_says_what_to_do_and_leaves_nothing_behind(monkeypatch, tmp_path):

@@ -4,6 +4,8 @@ Each page's ```python blocks run in order, in one namespace, in a fresh temporar
 working directory with transferkit's cache inside it. A block preceded by
 `<!-- skip: reason -->` is not run (it needs real weights, the internet or long
 training); see `docs_snippets.py`. Tracebacks point at the Markdown file and line.
+What a block prints and logs is compared with the ```text block the page shows
+after it, if any.
 
     python -m pytest tests/docs -k "getting-started"    # one page
 """
@@ -15,14 +17,26 @@ import time
 from pathlib import Path
 
 import pytest
-from docs_snippets import doc_pages, find_commands, find_snippets, results_markers
+from docs_snippets import (
+    Output,
+    command_output_mismatch,
+    doc_pages,
+    find_command_outputs,
+    find_snippets,
+    output_mismatch,
+    run_command,
+    run_snippet,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PAGES = doc_pages(DOCS)
 SNIPPETS = {page: find_snippets(page.read_text(), str(page.relative_to(ROOT))) for page in PAGES}
+COMMANDS = {
+    page: find_command_outputs(page.read_text(), str(page.relative_to(ROOT))) for page in PAGES
+}
 RUNNABLE_PAGES = [
-    page for page, found in SNIPPETS.items() if any(not s.skip_reason for s in found)
+    page for page in PAGES if any(not s.skip_reason for s in SNIPPETS[page] + COMMANDS[page])
 ]
 
 # The site must keep exercising the library: if a rewrite drops below these, it
@@ -30,8 +44,6 @@ RUNNABLE_PAGES = [
 MIN_RUNNABLE_SNIPPETS = 40
 MIN_RUNNABLE_PAGES = 9
 MAX_SKIPPED_SNIPPETS = 12
-
-RESULTS_NAMES = {"schedules", "feature_cache", "cats_vs_dogs", "keras_recipe", "tuning"}
 
 # Sub-packages whose public names need not be in the API reference.
 INTERNAL_PACKAGES = {"demos", "utils", "version"}
@@ -51,15 +63,24 @@ def test_page_snippets_run(page, tmp_path, monkeypatch):
     keras.utils.clear_session()
     namespace = {"__name__": "__docs__"}
     runnable = [snippet for snippet in SNIPPETS[page] if not snippet.skip_reason]
-    ran = 0
+    mismatches = []
     started = time.perf_counter()
     for snippet in runnable:
-        # Leading newlines make the line numbers of a traceback those of the page.
-        code = compile("\n" * snippet.line + snippet.code, str(page), "exec")
-        exec(code, namespace)
-        ran += 1
-    assert ran == len(runnable) > 0
-    print(f"{_page_id(page)}: {ran} snippets in {time.perf_counter() - started:.1f}s")
+        output = run_snippet(snippet, namespace, str(page))
+        if snippet.output is not None:
+            mismatch = output_mismatch(snippet.output, output)
+            if mismatch:
+                mismatches.append(f"{page.name}:{snippet.output_line}: {mismatch}")
+    # Commands shown with their output run after the snippets, which write their data.
+    commands = [command for command in COMMANDS[page] if not command.skip_reason]
+    for command in commands:
+        mismatch = command_output_mismatch(command.output, run_command(command.arguments))
+        if mismatch:
+            mismatches.append(f"{page.name}:{command.line}: {mismatch}")
+    seconds = time.perf_counter() - started
+    ran = f"{len(runnable)} snippets, {len(commands)} commands"
+    print(f"{_page_id(page)}: {ran} in {seconds:.1f}s")
+    assert not mismatches, "\n\n".join(mismatches)
 
 
 def test_the_docs_keep_enough_runnable_snippets():
@@ -108,36 +129,129 @@ def test_find_snippets_refuses_an_unclosed_fence():
         find_snippets("```python\nx = 1\n", "page.md")
 
 
-def test_the_documented_commands_parse():
-    from transferkit.cli import build_parser
-
-    commands = [
-        (page, line, arguments)
-        for page in PAGES
-        for line, arguments in find_commands(page.read_text())
+def test_every_output_block_is_checked():
+    unchecked = [
+        f"{s.page}:{s.output_line}"
+        for snippets in SNIPPETS.values()
+        for s in snippets
+        if s.output is not None and s.skip_reason
     ]
-    assert len(commands) >= 10
-    for page, line, arguments in commands:
-        try:
-            build_parser().parse_args(arguments)
-        except SystemExit as exit:  # argparse's way of refusing a command line
-            pytest.fail(f"{page}:{line}: `transferkit {' '.join(arguments)}` exits with {exit}")
+    assert not unchecked, f"output blocks after skipped snippets: {unchecked}"
 
 
-def test_find_commands_reads_bash_blocks_only():
-    text = "```bash\ntranskit x\ntransferkit fit data --out runs/a  # a comment\n"
-    text += "transferkit evaluate m.keras data --json > metrics.json\n```\n"
-    text += "```text\ntransferkit fit DATA [--seed N]\n```\n"
-    assert find_commands(text) == [
-        (3, ["fit", "data", "--out", "runs/a"]),
-        (4, ["evaluate", "m.keras", "data", "--json"]),
-    ]
+def test_find_snippets_attaches_the_text_block_that_follows():
+    text = "\n".join(
+        [
+            "```python",
+            "print(1)",
+            "```",
+            "Prose between them.",
+            "```text",
+            "1",
+            "```",
+            "```bash",
+            "transferkit backbones",
+            "```",
+            "```text",
+            "not the output of a snippet",
+            "```",
+        ]
+    )
+    (snippet,) = find_snippets(text, "page.md")
+    assert (snippet.output, snippet.output_line) == ("1\n", 5)
 
 
-def test_results_markers_are_known_and_appear_once():
-    names = [name for page in PAGES for name in results_markers(page.read_text())]
-    assert set(names) <= RESULTS_NAMES, set(names) - RESULTS_NAMES
-    assert len(names) == len(set(names)), names
+def test_find_command_outputs():
+    text = "\n".join(
+        [
+            "```bash",
+            "transferkit fit data --epochs 2  # a comment",
+            "```",
+            "It prints:",
+            "```text",
+            "Validation accuracy 0.5000",
+            "```",
+            "```bash",
+            "transferkit fit -h",
+            "```",
+            "```text",
+            "transferkit fit DATA [--seed N]",
+            "```",
+            "```text",
+            "$ transferkit fit nowhere",
+            "transferkit: error: No such file",
+            "```",
+        ]
+    )
+    first, second = find_command_outputs(text, "page.md")
+    assert (first.line, first.arguments, first.output) == (
+        5,
+        ("fit", "data", "--epochs", "2"),
+        "Validation accuracy 0.5000\n",
+    )
+    assert (second.line, second.arguments) == (15, ("fit", "nowhere"))
+    assert second.output == "transferkit: error: No such file\n"
+
+
+def test_command_output_mismatch():
+    shown = "Fine-tuning on 12 images.\n...\nWrote runs/tiny/: model.keras, ...\n"
+    wrote = ["Fine-tuning on 12 images.", "Epoch 1/2", "Wrote runs/tiny/: model.keras, a.csv"]
+    assert command_output_mismatch(shown, wrote) is None
+    wrote[0] = "Fine-tuning on 16 images."
+    assert "but the command wrote" in command_output_mismatch(shown, wrote)
+
+
+def _run(code, namespace=None):
+    from docs_snippets import Snippet
+
+    return run_snippet(Snippet("page.md", 1, code), {} if namespace is None else namespace, "p")
+
+
+def test_run_snippet_returns_prints_then_the_last_value_and_the_log():
+    code = "import logging\n"
+    code += "logging.getLogger('transferkit').warning('one\\ntwo')\n"
+    code += "print('a', 1)\n[1, 2]\n"
+    output = _run(code)
+    assert output.printed == ["a 1", "[1, 2]"]
+    assert output.logged == ["transferkit: one", "transferkit: two"]
+    assert _run("x = None\nx").printed == []
+
+
+@pytest.mark.parametrize(
+    "expected, printed, logged",
+    [
+        ("a 1\n", ["a 1"], []),
+        ("Error in .../x.png (bad)\n", ["Error in /tmp/q/x.png (bad)"], []),
+        ("first\n...\nlast\n", ["first", "1", "2", "last"], []),
+        (
+            "transferkit: b\ntransferkit: d ...\n",
+            [],
+            ["transferkit: a", "transferkit: b", "transferkit: c", "transferkit: d 1"],
+        ),
+        ("transferkit: b\n0 2\n", ["0 2"], ["transferkit: b"]),
+    ],
+)
+def test_output_blocks_that_match(expected, printed, logged):
+    assert output_mismatch(expected, Output(printed, logged)) is None
+
+
+@pytest.mark.parametrize(
+    "expected, printed, logged, message",
+    [
+        ("0 2\n2 2\n", ["0 2", "1 2"], [], "but the snippet printed:\n0 2\n1 2"),
+        ("0 2\n", ["0 2", "more"], [], "the page shows"),  # everything printed is shown
+        ("a\nb\n", ["a"], [], "the page shows"),
+        ("x .../y.png\n", ["x /y.jpg"], [], "the page shows"),
+        (
+            "transferkit: b\ntransferkit: a\n",
+            [],
+            ["transferkit: a", "transferkit: b"],
+            "not logged \\(in this order\\): transferkit: a",
+        ),
+    ],
+)
+def test_output_blocks_that_do_not_match(expected, printed, logged, message):
+    assert re.search(message, output_mismatch(expected, Output(printed, logged)))
 
 
 def _documented_objects() -> dict[int, str]:

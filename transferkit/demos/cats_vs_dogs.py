@@ -8,8 +8,9 @@ Three data sources, chosen with `source=`:
 - `"folder"`: any folder with `cat(s)/` and `dog(s)/` sub-folders; 20% is held out
   (stratified, seeded) for the measurement.
 - `"tfds"`: the real Kaggle cats-vs-dogs through `tensorflow_datasets` (needs the
-  internet and `pip install tensorflow-datasets`). TFDS skips the set's corrupt JPEGs
-  while preparing it; their count is reported.
+  internet and `pip install tensorflow-datasets`). TFDS leaves out the set's corrupt
+  JPEGs while preparing it; the images of each class written from it are counted and
+  reported.
 
 Weights, chosen with `weights=`: `"auto"` tries ResNet50's ImageNet weights (Keras's
 download) and, where that fails, says so and falls back to the offline MobileNet
@@ -76,10 +77,8 @@ def load_data(
         return _folder(data_dir, train_images, seed)
     if source == "tfds":
         folder, counts = _tfds_folder()
-        name = (
-            f"TFDS cats_vs_dogs (Kaggle, {counts['images']} images; "
-            f"{counts['corrupt_skipped']} corrupt JPEGs skipped) in {folder}"
-        )
+        per_class = ", ".join(f"{n} {name}" for name, n in counts["per_class"].items())
+        name = f"TFDS cats_vs_dogs (Kaggle, {counts['images']} images: {per_class}) in {folder}"
         return _folder(folder, train_images, seed, name=name)
     raise ValueError(f"Unknown source {source!r}. Use one of {list(SOURCES)}.")
 
@@ -126,17 +125,22 @@ def _folder(data_dir, train_images, seed, name=None):
     )
 
 
-# The Kaggle set TFDS's cats_vs_dogs is built from; TFDS drops its corrupt JPEGs
-# (1,738 of them in cats_vs_dogs 4.0.0) while preparing it.
-KAGGLE_IMAGES = 25_000
+def _count_folder(folder):
+    """`{"images": n, "per_class": {class: n}}`, counted from the class folders' JPEGs."""
+    per_class = {
+        path.name: sum(1 for _ in path.glob("*.jpg"))
+        for path in sorted(folder.iterdir())
+        if path.is_dir()
+    }
+    return {"images": sum(per_class.values()), "per_class": per_class}
 
 
 def _tfds_folder():
     """Writes TFDS's cats_vs_dogs into a cached folder of JPEGs once.
 
     Returns:
-        `(folder, counts)`: counts of the images written and of the corrupt JPEGs
-        that TFDS skipped, also kept in `folder/counts.json` for later runs.
+        `(folder, counts)`: the images written, in all and per class, counted while
+        writing them and kept in `folder/counts.json` for later runs.
     """
     try:
         import tensorflow_datasets as tfds
@@ -151,7 +155,11 @@ def _tfds_folder():
 
     folder = cache_dir("demos") / "tfds_cats_vs_dogs"
     if (folder / "counts.json").exists():
-        return folder, json.loads((folder / "counts.json").read_text())
+        counts = json.loads((folder / "counts.json").read_text())
+        if "per_class" not in counts:  # an older transferkit's counts: count the folder
+            counts = _count_folder(folder)
+            (folder / "counts.json").write_text(json.dumps(counts))
+        return folder, counts
     try:
         dataset, info = tfds.load(
             "cats_vs_dogs", split="train", as_supervised=True, with_info=True
@@ -163,12 +171,7 @@ def _tfds_folder():
             "(real photos through the package registries) or source='folder'."
         ) from error
     names = info.features["label"].names  # ["cat", "dog"]
-    total = info.splits["train"].num_examples
-    counts = {"images": total, "corrupt_skipped": KAGGLE_IMAGES - total}
-    logger.info(
-        f"TFDS cats_vs_dogs: {total} usable images; {counts['corrupt_skipped']} of the Kaggle "
-        f"set's {KAGGLE_IMAGES} were corrupt JPEGs and were skipped"
-    )
+    per_class = dict.fromkeys(names, 0)
     if folder.exists():  # written by an older transferkit, without its counts: redo it
         shutil.rmtree(folder)
     # Written beside the destination and renamed into place: an interrupted run
@@ -178,8 +181,19 @@ def _tfds_folder():
             (tmp / name).mkdir(parents=True)
         for index, (image, label) in enumerate(dataset):
             encoded = tf.io.encode_jpeg(image).numpy()
-            (tmp / names[int(label)] / f"{index:05d}.jpg").write_bytes(encoded)
+            name = names[int(label)]
+            (tmp / name / f"{index:05d}.jpg").write_bytes(encoded)
+            per_class[name] += 1
+        counts = {"images": sum(per_class.values()), "per_class": per_class}
         (tmp / "counts.json").write_text(json.dumps(counts))
+    described = ", ".join(f"{n} {name}" for name, n in per_class.items())
+    logger.info(f"TFDS cats_vs_dogs: wrote {counts['images']} images ({described}) to {folder}")
+    expected = info.splits["train"].num_examples
+    if counts["images"] != expected:
+        logger.warning(
+            f"TFDS cats_vs_dogs gave {counts['images']} images, but its split info says "
+            f"{expected}; the run uses the {counts['images']} written"
+        )
     return folder, counts
 
 

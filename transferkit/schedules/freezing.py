@@ -104,10 +104,10 @@ class FreezeUnfreeze(Schedule):
     The warm-up runs on cached backbone features (see `FineTuner`): one pass
     of the backbone over the data, then head epochs that cost about a second
     each. At the default head learning rate (`1e-2`) one warm-up epoch is
-    enough. When `epochs` does not leave room for `frozen_epochs`, the warm-up
-    is shortened so that the last epoch trains the backbone; a one-epoch run
-    stays frozen (a random head must not train the backbone), so it fine-tunes
-    nothing. Use `Freeze` for a head-only run.
+    enough. A FreezeUnfreeze run of two epochs or more always fine-tunes: when
+    `epochs` does not leave room for `frozen_epochs`, the warm-up is shortened so
+    that the last epoch trains the backbone (a one-epoch run stays frozen: a random
+    head must not train the backbone). Use `Freeze` for a head-only run.
 
     Args:
         frozen_epochs: int. Epochs of head warm-up with the backbone frozen.
