@@ -97,7 +97,7 @@ def run_one(config, train_images, image_size, head_learning_rate=None):
             if head_learning_rate is None
             else tk.Freeze(learning_rate=head_learning_rate),
             augmentation="flip" if flip else None,
-            augment_copies=int(rest[1]) if flip else 1,
+            cached_views=int(rest[1]) if flip else 1,
             cache_features=FeatureCache() if kind == "cached" else False,
             seed=0,
         )

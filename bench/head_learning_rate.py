@@ -40,7 +40,7 @@ def main():
                 weights=weights_path(),
                 input_shape=args.image_size,
                 schedule=tk.Freeze(learning_rate=rate),
-                augment_copies=1,
+                cached_views=1,
                 cache_features=cache,
                 seed=0,
             )

@@ -129,7 +129,7 @@ def transferkit_default(x, y, xt, yt, size, epochs, schedule=None, cached_views=
         "mobilenet",
         weights=weights_path(),
         input_shape=size,
-        augment_copies=cached_views,
+        cached_views=cached_views,
         seed=0,
         **options,
     )
