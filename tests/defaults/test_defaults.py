@@ -100,3 +100,21 @@ def test_the_hypermodels_table_of_defaults_is_the_space():
     for name, written in table.items():
         if name in space:
             assert ast.literal_eval(written) == pytest.approx(space[name].default), name
+
+
+def test_the_docs_table_of_schedule_defaults_is_the_code():
+    from pathlib import Path
+
+    page = (Path(__file__).parents[2] / "docs" / "guide" / "schedules.md").read_text()
+    table = dict(re.findall(r"^\| `(\w+)` \| [^|]+ \| `([^`]+)` \|$", page, re.M))
+    expected = {
+        "learning_rate": defaults.LEARNING_RATE,
+        "fine_tune_learning_rate": defaults.FINE_TUNE_LEARNING_RATE,
+        "lowest_block_multiplier": defaults.LOWEST_BLOCK_MULTIPLIER,
+        "warmup": defaults.WARMUP,
+        "train_bn": False,
+        "frozen_epochs": defaults.FROZEN_EPOCHS,
+    }
+    assert set(table) >= set(expected), "the defaults table lost a row"
+    for name, value in expected.items():
+        assert ast.literal_eval(table[name]) == pytest.approx(value), name
