@@ -27,8 +27,8 @@ def run_cli(*args):
 
 
 def test_help_and_version_are_quiet():
-    # `import transferkit` registers the Keras objects (so plain keras.saving.load_model
-    # works), which imports TensorFlow; its native start-up lines must not reach the user.
+    # Nothing but the help on the terminal (tests/test_package.py checks that no
+    # TensorFlow is imported for it).
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
         [sys.executable, "-m", "transferkit.cli", "--help"],
