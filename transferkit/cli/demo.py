@@ -91,6 +91,11 @@ def run_cats_vs_dogs(args: argparse.Namespace) -> int:
     check_int(args.frozen_epochs, "--frozen-epochs", minimum=0)
     if args.source == "folder" and args.data_dir is None:
         raise ValueError("--source folder needs --data-dir: the folder of cat and dog photos.")
+    from pathlib import Path
+
+    from transferkit.cli.outputs import check_writable_folder
+
+    check_writable_folder(Path(args.out).expanduser(), f"--out {args.out!r}")
 
     from transferkit.cli.runtime import import_tensorflow
 
