@@ -116,3 +116,9 @@ def test_dir_lists_the_public_names_not_the_lazy_machinery():
     names = dir(tk)
     assert set(tk.__all__) <= set(names)
     assert not {"_LAZY", "TYPE_CHECKING"} & set(names)
+
+
+def test_importing_a_submodule_directly_keeps_tensorflow_quiet(tmp_path):
+    result = run_python("-c", "from transferkit.data import as_image_source", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ""

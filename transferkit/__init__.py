@@ -20,6 +20,7 @@ any `transferkit` name first.
 """
 
 import importlib as _importlib
+import importlib.abc as _importlib_abc
 import importlib.machinery as _importlib_machinery
 import sys as _sys
 from typing import TYPE_CHECKING
@@ -139,6 +140,26 @@ def __dir__() -> list[str]:
     own = {name for name in globals() if not name.startswith("_") or name.startswith("__")}
     return sorted((own - {"TYPE_CHECKING"}) | set(__all__))
 
+
+class _QuietTensorFlowFirst(_importlib_abc.MetaPathFinder):
+    """Imports TensorFlow quietly before any transferkit module that uses it.
+
+    `from transferkit.data import ...` skips `__getattr__` above; without this, it
+    would import TensorFlow with its start-up chatter. Finds nothing itself: the
+    usual finders still find the module.
+    """
+
+    LIGHT = frozenset({"__main__", "cli", "utils", "version"})  # no TensorFlow in these
+
+    def find_spec(self, fullname, path, target=None):
+        parts = fullname.split(".")
+        if parts[0] == "transferkit" and len(parts) > 1 and parts[1] not in self.LIGHT:
+            _import_tensorflow_quietly()
+        return None
+
+
+if not any(isinstance(finder, _QuietTensorFlowFirst) for finder in _sys.meta_path):
+    _sys.meta_path.insert(0, _QuietTensorFlowFirst())
 
 # Keras loads a saved model's custom classes only if they are registered, which
 # happens when their modules are imported; with Keras loaded already that is free.
