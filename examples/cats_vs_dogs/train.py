@@ -18,14 +18,23 @@ from transferkit.demos.cats_vs_dogs import SOURCES, load_data, pick_backbone, wr
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--source", choices=SOURCES, default="cifar10")
 parser.add_argument("--data-dir", help="a folder with cat/ and dog/ (for --source folder)")
-parser.add_argument("--weights", default="auto", help="auto, imagenet or a weights file")
+parser.add_argument(
+    "--weights", default="auto", help="auto, imagenet, or a weights file of ResNet50 without top"
+)
 parser.add_argument("--train-images", type=int, default=10000)
 parser.add_argument("--image-size", type=int, default=160)
 parser.add_argument("--epochs", type=int, default=4)
 parser.add_argument("--frozen-epochs", type=int, default=1)
 parser.add_argument("--out", default="runs/cats_vs_dogs")
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
 args = parser.parse_args()
+# Refused before the data and the training, not after: the folder may hold an earlier run.
+out = Path(args.out)
+if out.is_file():
+    parser.error(f"--out {out} is a file: choose a folder")
+if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+    parser.error(f"--out {out} is not empty: choose another folder, or pass --overwrite")
 started = time.perf_counter()
 
 # 1. Data: a training split and a held-out test split that is only used to measure.
@@ -54,5 +63,5 @@ print(report.predictions.head(8))
 
 # 5. Save the model, history, predictions, metrics and plots.
 seconds = time.perf_counter() - started
-write_results(ft, report, test, Path(args.out), seconds, vars(args))
-print(f"results in {args.out}/ after {seconds:.0f}s")
+write_results(ft, report, test, out, seconds, vars(args))
+print(f"results in {out}/ after {seconds:.0f}s")

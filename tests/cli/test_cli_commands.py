@@ -27,8 +27,8 @@ def run_cli(*args):
 
 
 def test_help_and_version_are_quiet():
-    # `import transferkit` registers the Keras objects (so plain keras.saving.load_model
-    # works), which imports TensorFlow; its native start-up lines must not reach the user.
+    # Nothing but the help on the terminal (tests/test_package.py checks that no
+    # TensorFlow is imported for it).
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
         [sys.executable, "-m", "transferkit.cli", "--help"],
@@ -157,3 +157,11 @@ def test_main_in_process_leaves_the_log_level_alone(demo_calls):
     assert main(["demo", "cats-vs-dogs", "--epochs", "2"]) == 0
     assert logger.level == before
     assert demo_calls[0]["epochs"] == 2
+
+
+def test_demo_weights_help_names_the_backbone_a_weights_file_is_for(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "cats-vs-dogs", "--help"])
+    text = capsys.readouterr().out
+    option = " ".join(text[text.index("  --weights") : text.index("  --train-images")].split())
+    assert "PATH: a weights file of ResNet50 without its top" in option

@@ -3,10 +3,13 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+import transferkit
 
 TINY = [
     "--backbone",
@@ -24,7 +27,8 @@ TINY = [
 
 def run_cli(*args, cwd=None):
     """Runs `python -m transferkit.cli ARGS` as from a shell; returns the CompletedProcess."""
-    env = dict(os.environ)
+    # This source tree's transferkit, whatever `cwd` is.
+    env = dict(os.environ, PYTHONPATH=str(Path(transferkit.__file__).resolve().parents[1]))
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # a user's shell doesn't set it
     return subprocess.run(
         [sys.executable, "-m", "transferkit.cli", *map(str, args)],
@@ -134,6 +138,22 @@ def test_non_empty_out_without_overwrite_leaves_the_users_file(folder, tmp_path)
     assert verbose.returncode == 1
     assert "Traceback" in verbose.stderr and "FileExistsError" in verbose.stderr
     assert verbose.stderr.splitlines()[-1].startswith("transferkit: error: ")
+
+
+def test_csv_paths_are_said_to_resolve_against_the_csvs_folder(folder, tmp_path):
+    folder("cat", "dog")
+    # Paths written relative to the current directory, in a CSV kept in another folder.
+    csv = tmp_path / "labels" / "train.csv"
+    csv.parent.mkdir()
+    csv.write_text("path,label\ndata/cat/0.png,cat\ndata/dog/0.png,dog\n")
+    result = run_cli("fit", csv, "--out", tmp_path / "run", *TINY, cwd=tmp_path)
+    assert_one_error_line(
+        result,
+        "None of the 2 image paths in the CSV",
+        f"resolved against the CSV's own folder ({csv.parent})",
+        "'data/cat/0.png' does exist relative to the current directory",
+    )
+    assert not (tmp_path / "run").exists()
 
 
 def test_corrupt_model_file(folder, tmp_path):

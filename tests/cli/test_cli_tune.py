@@ -1,7 +1,12 @@
 """`transferkit tune`, run as a user runs it."""
 
+import shutil
+
 import pandas as pd
+import pytest
 from test_cli_workflow import PER_CLASS, TINY_MODEL, run_cli
+
+SEARCH = [*TINY_MODEL, "--epochs", "1", "--batch-size", "8", "--head-only"]
 
 
 def test_tune_writes_results_plot_and_best_model(tmp_path, write_class_folder):
@@ -36,3 +41,60 @@ def test_tune_rejects_bad_arguments_in_one_line(tmp_path, write_class_folder):
     assert result.returncode == 1
     assert result.stderr.startswith("transferkit: error:") and "--max-trials" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory, write_class_folder):
+    """A finished one-trial head-only search: (data, its --out folder, the cache)."""
+    root = tmp_path_factory.mktemp("cli_tune")
+    data = write_class_folder(root / "data", per_class=PER_CLASS)
+    out, cache = root / "search", root / "cache"
+    result = run_cli("tune", data, "--out", out, *SEARCH, "--max-trials", "1", cache=cache)
+    assert result.returncode == 0, result.stderr
+    return data, out, cache
+
+
+def _one_error_line(result) -> str:
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("transferkit: error: ")
+    # Answers in the command's words, not the Python API's.
+    assert "overwrite=True" not in lines[0] and "project_name" not in lines[0]
+    return lines[0]
+
+
+def test_a_search_folder_offers_resume_as_well_as_overwrite(search):
+    data, out, cache = search
+    result = run_cli("tune", data, "--out", out, *SEARCH, "--max-trials", "1", cache=cache)
+    line = _one_error_line(result)
+    assert "is not empty" in line
+    assert "pass --resume to continue the search it holds, or pass --overwrite" in line
+
+
+def test_resume_with_other_epochs_names_the_options_it_needs(search):
+    data, out, cache = search
+    arguments = [*SEARCH, "--max-trials", "1", "--epochs", "2", "--resume"]
+    result = run_cli("tune", data, "--out", out, *arguments, cache=cache)
+    line = _one_error_line(result)
+    assert "with the options it was started with (--epochs 1), not --epochs 2" in line
+    assert "Pass --epochs 1 to continue it" in line
+
+
+def test_resume_on_other_images_answers_in_the_commands_words(search):
+    data, out, cache = search
+    # Another split: the tuner finds other training and validation images.
+    arguments = [*SEARCH, "--max-trials", "1", "--validation-split", "0.5", "--resume"]
+    result = run_cli("tune", data, "--out", out, *arguments, cache=cache)
+    line = _one_error_line(result)
+    assert "only with the data and options it was started with" in line
+    assert "(it differs in DATA or --validation-split)" in line
+
+
+def test_resume_with_more_trials_continues_the_search(search, tmp_path):
+    data, out, cache = search
+    copy = shutil.copytree(out, tmp_path / "search")
+    arguments = [*SEARCH, "--max-trials", "2", "--resume"]
+    result = run_cli("tune", data, "--out", copy, *arguments, cache=cache)
+    assert result.returncode == 0, result.stderr
+    assert len(pd.read_csv(copy / "results.csv")) == 2

@@ -8,9 +8,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
+
+import transferkit
 
 PER_CLASS = 8
 TINY_MODEL = ["--backbone", "mobilenet", "--weights", "none", "--input-size", "32"]
@@ -30,7 +33,8 @@ RUN_FILES = {
 
 def run_cli(*args, cwd=None, cache=None):
     """Runs `python -m transferkit.cli ARGS` as from a shell; returns the CompletedProcess."""
-    env = dict(os.environ)
+    # This source tree's transferkit, whatever `cwd` is.
+    env = dict(os.environ, PYTHONPATH=str(Path(transferkit.__file__).resolve().parents[1]))
     # A user's shell doesn't set it (the test conftest does): the CLI must quieten
     # TensorFlow on its own.
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)

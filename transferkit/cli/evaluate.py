@@ -89,7 +89,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.model} on {args.data}:")
         print(format_report(report))
     if out is not None:
-        _write(out, args.overwrite, report, source.skipped)
+        from transferkit.cli.outputs import naming_errors
+
+        with naming_errors(out):
+            _write(out, args.overwrite, report, source.skipped)
     return 0
 
 

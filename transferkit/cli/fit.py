@@ -277,6 +277,13 @@ def _read_data(args):
 
 
 def _write_run(out, overwrite, finetuner, history, report, skipped) -> None:
+    from transferkit.cli.outputs import naming_errors
+
+    with naming_errors(out):
+        _write_files(out, overwrite, finetuner, history, report, skipped)
+
+
+def _write_files(out, overwrite, finetuner, history, report, skipped) -> None:
     from transferkit.cli.outputs import report_dict, write_csv, write_json
     from transferkit.plots import plot_confusion_matrix, plot_history, plot_predictions
 

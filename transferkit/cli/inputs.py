@@ -73,9 +73,27 @@ def _read_csv(path: str, path_column: str, label_column: str):
             f"{list(frame.columns)}. Name the right one with {flag}."
         )
     base = os.path.dirname(os.path.abspath(path))
+    given = frame[path_column].dropna()
     frame[path_column] = [
         value if pd.isna(value) else _resolve(value, base) for value in frame[path_column]
     ]
+    resolved = frame[path_column].dropna()
+    if len(resolved) and not any(os.path.lexists(value) for value in resolved):
+        # Said here: the reader below sees absolute paths, and would blame the current
+        # directory.
+        example = given.iloc[0]
+        hint = ""
+        if not os.path.isabs(os.path.expanduser(example)) and os.path.lexists(example):
+            hint = (
+                f" ({example!r} does exist relative to the current directory: write the CSV's "
+                "paths relative to its own folder, or absolute.)"
+            )
+        raise FileNotFoundError(
+            f"None of the {len(resolved)} image paths in the CSV {path} exist, e.g. "
+            f"{resolved.iloc[0]} (given as {example!r}). Relative paths in a CSV are resolved "
+            f"against the CSV's own folder ({base}), not the current directory: make them "
+            f"relative to that folder, or absolute.{hint}"
+        )
     return frame
 
 

@@ -69,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         `transferkit: error: ...` line on stderr), 130 when interrupted.
         Malformed command lines exit with status 2, as argparse does.
     """
-    args = build_parser().parse_args(argv)
-    previous_level = configure_logging(args.verbose)
+    try:
+        args = build_parser().parse_args(argv)
+        previous_level = configure_logging(args.verbose)
+    except KeyboardInterrupt:
+        return _interrupted()
     try:
         with warnings.catch_warnings():
             if not args.verbose:
@@ -79,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                 warnings.simplefilter("ignore")
             return args.run(args) or 0
     except KeyboardInterrupt:
-        print("transferkit: interrupted", file=sys.stderr)
-        return 130
+        # Also in the first seconds, while TensorFlow is being imported: the commands
+        # import it here, inside the `try`, never when the command line is parsed.
+        return _interrupted()
     except BrokenPipeError:
         # The reader went away (`transferkit backbones | head -1`): not an error. Point
         # stdout at /dev/null so Python's own flush at exit does not complain either.
@@ -95,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         restore_logging(previous_level)
+
+
+def _interrupted() -> int:
+    print("transferkit: interrupted", file=sys.stderr)
+    return 130
 
 
 def error_line(error: BaseException, verbose: bool = False) -> str:

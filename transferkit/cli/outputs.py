@@ -1,11 +1,20 @@
 """What the commands write: an output folder that never loses a user's files, and reports."""
 
+import contextlib
+import errno
 import json
 import os
+import tempfile
 from pathlib import Path
 
 
-def check_output_folder(folder: str, outputs: tuple[str, ...], overwrite: bool, flag: str) -> Path:
+def check_output_folder(
+    folder: str,
+    outputs: tuple[str, ...],
+    overwrite: bool,
+    flag: str,
+    alternative: str | None = None,
+) -> Path:
     """Checks, before any work, that the command may write its files into `folder`.
 
     The folder must be new or empty; with `overwrite`, a non-empty folder is
@@ -17,6 +26,9 @@ def check_output_folder(folder: str, outputs: tuple[str, ...], overwrite: bool, 
         outputs: tuple of str. The file names the command writes there.
         overwrite: bool. Whether `--overwrite` was given.
         flag: str. The option that named the folder, for the messages.
+        alternative: str or None. Another way out of a non-empty folder, offered
+            before `--overwrite`, e.g. `"pass --resume to continue the search it
+            holds"`. Defaults to None.
 
     Returns:
         The folder as a `pathlib.Path` (not created yet: it is created when the
@@ -25,24 +37,29 @@ def check_output_folder(folder: str, outputs: tuple[str, ...], overwrite: bool, 
     Raises:
         FileExistsError: if `folder` is a file, or a non-empty folder without
             `overwrite`.
+        OSError: if the folder cannot be created or written to (see
+            `check_writable_folder`).
     """
     path = Path(folder).expanduser()
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{flag} {folder!r} is a file, not a folder. Choose a folder.")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
+        also = f"{alternative}, or" if alternative else "or"
         raise FileExistsError(
-            f"{flag} {folder!r} is not empty. Choose a new or empty folder, or pass --overwrite "
-            f"to replace the files this command writes there ({', '.join(outputs)}); other "
-            "files are kept."
+            f"{flag} {folder!r} is not empty. Choose a new or empty folder, {also} pass "
+            f"--overwrite to replace the files this command writes there "
+            f"({', '.join(outputs)}); other files are kept."
         )
+    check_writable_folder(path, f"{flag} {folder!r}")
     return path
 
 
 def check_output_file(path: str, overwrite: bool, flag: str) -> None:
-    """Refuses to replace an existing file unless `--overwrite` was given.
+    """Checks, before any work, that the command may write the file `path`.
 
     Raises:
         FileExistsError: if `path` exists and `overwrite` is False.
+        OSError: if its folder cannot be created or written to.
     """
     if os.path.isdir(path):
         raise FileExistsError(f"{flag} {path!r} is a folder. Give a file name, e.g. out.csv.")
@@ -51,13 +68,78 @@ def check_output_file(path: str, overwrite: bool, flag: str) -> None:
             f"{flag} {path!r} already exists. Pass --overwrite to replace it, or choose another "
             "file name."
         )
+    check_writable_folder(Path(path).expanduser().parent, f"{flag} {path!r}")
+
+
+def check_writable_folder(folder: Path, named: str) -> None:
+    """Checks that `folder` can be created (if it is missing) and a file written in it.
+
+    What the check creates, it removes: a run that fails later leaves nothing
+    behind. Its errors name the user's path, never the probe file.
+
+    Args:
+        folder: `pathlib.Path`. The folder the command will write into.
+        named: str. How the messages name the output, e.g. `"--out 'runs/cats'"`.
+
+    Raises:
+        OSError: saying which step failed (creating a folder, or writing into
+            it) and why (read-only file system, permission denied, ...).
+    """
+    missing = []  # the folders to create, innermost first
+    existing = folder
+    while not os.path.lexists(existing):
+        missing.append(existing)
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OSError(f"{named} cannot be written: {existing} is a file, not a folder.")
+    created = []
+    try:
+        for path in reversed(missing):
+            step, inside = f"creating the folder {path}", path.parent
+            path.mkdir()
+            created.append(path)
+        step, inside = f"writing into {folder}", folder
+        descriptor, probe = tempfile.mkstemp(prefix=".transferkit-write-check-", dir=folder)
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if error.errno == errno.ENOENT:
+            # /proc and the like: the folder is there but takes no new entries.
+            reason = f"{inside} does not take new files or folders"
+        raise OSError(
+            f"{named} cannot be written: {step} failed ({reason}). Choose a place you can "
+            "write to."
+        ) from None
+    finally:
+        for path in reversed(created):
+            path.rmdir()
+
+
+@contextlib.contextmanager
+def naming_errors(path: Path):
+    """Makes a system error while writing `path` name `path`, not a temporary file.
+
+    The writers go through a temporary file beside their destination, and an
+    error from the system (disk full, ...) would name that file, which the user
+    never asked for.
+
+    Raises:
+        OSError: `Could not write PATH: reason.`, for an error from the system.
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.errno is None:  # transferkit's own message (e.g. FileExistsError)
+            raise
+        raise OSError(f"Could not write {path}: {error.strerror or error}.") from error
 
 
 def write_csv(frame, path: Path, overwrite: bool, index: bool = False) -> None:
     """Writes a DataFrame as CSV atomically: an interrupted write keeps the old file."""
     from transferkit.utils.files import atomic_path
 
-    with atomic_path(path, overwrite=overwrite) as tmp:
+    with naming_errors(path), atomic_path(path, overwrite=overwrite) as tmp:
         frame.to_csv(tmp, index=index)
 
 
@@ -65,7 +147,7 @@ def write_json(data: dict, path: Path, overwrite: bool) -> None:
     """Writes `data` as indented JSON atomically."""
     from transferkit.utils.files import atomic_path
 
-    with atomic_path(path, overwrite=overwrite) as tmp:
+    with naming_errors(path), atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 

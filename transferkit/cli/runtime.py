@@ -5,22 +5,19 @@ import logging
 import os
 import sys
 
-from transferkit.utils.quiet import TF_LOG_VARIABLE, native_stderr_silenced
+from transferkit.utils.quiet import QUIET_LEVEL, TF_LOG_VARIABLE, import_tensorflow_quietly
 
 
 def import_tensorflow() -> None:
     """Imports TensorFlow quietly (see `transferkit.utils.quiet`), and keeps its later logs down.
 
-    A user who set `TF_CPP_MIN_LOG_LEVEL` gets TensorFlow's output untouched.
+    Unless the user set `TF_CPP_MIN_LOG_LEVEL`, TensorFlow's later native logs are
+    limited to errors. A user who set it to 0 or 1 gets TensorFlow's output untouched.
     """
     if "tensorflow" in sys.modules:
         return
-    if TF_LOG_VARIABLE not in os.environ:
-        os.environ[TF_LOG_VARIABLE] = "2"
-        with native_stderr_silenced():
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
+    os.environ.setdefault(TF_LOG_VARIABLE, str(QUIET_LEVEL))
+    import_tensorflow_quietly()
 
 
 def configure_logging(verbose: bool) -> int:

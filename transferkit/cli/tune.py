@@ -1,12 +1,30 @@
 """`transferkit tune`: a KerasTuner search over the fine-tuning recipe, written to a folder."""
 
 import argparse
+import json
+import re
 import sys
+from pathlib import Path
 
 from transferkit.cli.parsing import add_column_options, add_command, check_int
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
-OUTPUTS = ("results.csv", "search.png", "best_model.keras", "keras_tuner")
+PROJECT = "keras_tuner"  # KerasTuner's project folder inside --out
+OUTPUTS = ("results.csv", "search.png", "best_model.keras", PROJECT)
+# What each setting a search records (transferkit.tuning.project) is set by, on this
+# command line: a search continues only with the same settings.
+SETTING_OPTIONS = {
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "seed": "--seed",
+    "tuner": "--tuner",
+    "search_space": "--backbones or --head-only",
+    "weights": "--weights",
+    "input_shape": "--input-size",
+    "class_names": "DATA",
+    "train_images": "DATA or --validation-split",
+    "validation_images": "DATA or --validation-split",
+}
 
 DESCRIPTION = """\
 Search the two-phase fine-tuning recipe (backbone, head width/depth/dropout, head learning
@@ -18,11 +36,14 @@ trial on the same stratified validation split of DATA, and write:
   best_model.keras   the best trial's classifier
   keras_tuner/       KerasTuner's own project folder (--resume continues from it)
 Trials that share a backbone reuse its cached features for their frozen phase.
---head-only searches the head on a frozen backbone (fast: one feature pass in all)."""
+--head-only searches the head on a frozen backbone (fast: one feature pass in all).
+--resume continues a search with the options it was started with; only --max-trials may
+grow (the last example continues the one before it with 10 more trials)."""
 
 EXAMPLE = """\
 transferkit tune data/train --out runs/search --backbones mobilenet resnet50 --max-trials 10
-transferkit tune data/train --out runs/search --head-only --epochs 20 --resume"""
+transferkit tune data/train --out runs/heads --head-only --epochs 20
+transferkit tune data/train --out runs/heads --head-only --epochs 20 --max-trials 20 --resume"""
 
 
 def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
@@ -65,7 +86,9 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="(default: 0)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
-        "--resume", action="store_true", help="continue an interrupted search in --out"
+        "--resume",
+        action="store_true",
+        help="continue the search in --out, with the same options (--max-trials may grow)",
     )
     group.add_argument(
         "--overwrite", action="store_true", help="start afresh, replacing the files above"
@@ -90,18 +113,45 @@ def run(args: argparse.Namespace) -> int:
     check_int(args.batch_size, "--batch-size")
     if args.input_size is not None:
         check_int(args.input_size, "--input-size")
-    out = check_output_folder(args.out, OUTPUTS, args.overwrite or args.resume, "--out")
+    holds_search = (Path(args.out).expanduser() / PROJECT).is_dir()
+    out = check_output_folder(
+        args.out,
+        OUTPUTS,
+        args.overwrite or args.resume,
+        "--out",
+        alternative="pass --resume to continue the search it holds" if holds_search else None,
+    )
     check_data_path(args.data)
     weights = weights_argument(args.weights)
 
     import_tensorflow()
     for name in args.backbones:
         check_backbone(name)
+    if args.resume:
+        _check_same_options(out, args)
     from transferkit.tuning import tune
 
     with deferred_warnings():
         source = read_labelled(args.data, args.path_column, args.label_column)
-    result = tune(
+    try:
+        result = _search(tune, source, weights, out, args)
+    except ValueError as error:
+        if args.resume and "holds a different search" in str(error):
+            raise ValueError(_different_search(out, str(error))) from error
+        raise
+    out.mkdir(parents=True, exist_ok=True)
+    result.results.to_csv(out / "results.csv", index=False)
+    result.plot(out / "search.png")
+    result.best_finetuner().save(out / "best_model.keras", overwrite=True)
+    best = result.results[result.objective].max()
+    print(f"{len(result.results)} trials; best {result.objective} {best:.4f}")
+    print(result.results.to_string(index=False, max_colwidth=24))
+    print(f"Wrote {out}: results.csv, search.png, best_model.keras, {PROJECT}/")
+    return 0
+
+
+def _search(tune, source, weights, out, args):
+    return tune(
         source,
         backbones=args.backbones,
         weights=weights,
@@ -113,17 +163,50 @@ def run(args: argparse.Namespace) -> int:
         validation_split=args.validation_split,
         batch_size=args.batch_size,
         directory=out,
-        project_name="keras_tuner",
+        project_name=PROJECT,
         overwrite=not args.resume,
         seed=args.seed,
         verbose=1 if sys.stdout.isatty() else 0,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    result.results.to_csv(out / "results.csv", index=False)
-    result.plot(out / "search.png")
-    result.best_finetuner().save(out / "best_model.keras", overwrite=True)
-    best = result.results[result.objective].max()
-    print(f"{len(result.results)} trials; best {result.objective} {best:.4f}")
-    print(result.results.to_string(index=False, max_colwidth=24))
-    print(f"Wrote {out}: results.csv, search.png, best_model.keras, keras_tuner/")
-    return 0
+
+
+def _check_same_options(out, args) -> None:
+    """Before the data is read: the options of this command line a search records."""
+    from transferkit.tuning import TUNERS as TUNER_CLASSES
+    from transferkit.tuning.project import SETTINGS_FILE
+
+    path = out / PROJECT / SETTINGS_FILE
+    if not path.is_file():
+        return
+    started = json.loads(path.read_text())
+    tuner_names = {cls.__name__: name for name, cls in TUNER_CLASSES.items()}
+    given = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "tuner": args.tuner,
+    }
+    recorded = dict(started)
+    recorded["tuner"] = tuner_names.get(started.get("tuner"), started.get("tuner"))
+    differ = [key for key, value in given.items() if key in recorded and recorded[key] != value]
+    if differ:
+        was = " ".join(f"{SETTING_OPTIONS[key]} {recorded[key]}" for key in differ)
+        now = " ".join(f"{SETTING_OPTIONS[key]} {given[key]}" for key in differ)
+        raise ValueError(
+            f"--resume continues the search in {out} with the options it was started with "
+            f"({was}), not {now}. Pass {was} to continue it (--max-trials may grow), "
+            "--overwrite to start a new search there, or another --out."
+        )
+
+
+def _different_search(out, message: str) -> str:
+    """The tuner's refusal to continue a different search, in this command's words."""
+    match = re.search(r"differs in \[([^\]]*)\]", message)
+    keys = re.findall(r"'(\w+)'", match.group(1)) if match else []
+    options = sorted({SETTING_OPTIONS.get(key, key) for key in keys})
+    what = f" (it differs in {', '.join(options)})" if options else ""
+    return (
+        f"--resume continues the search in {out} only with the data and options it was "
+        f"started with{what}. Run it with those, pass --overwrite to start a new search "
+        "there, or choose another --out."
+    )
