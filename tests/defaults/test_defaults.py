@@ -118,3 +118,16 @@ def test_the_docs_table_of_schedule_defaults_is_the_code():
     assert set(table) >= set(expected), "the defaults table lost a row"
     for name, value in expected.items():
         assert ast.literal_eval(table[name]) == pytest.approx(value), name
+
+
+def test_the_command_lines_help_states_the_defaults():
+    from transferkit.cli import build_parser
+
+    subparsers = build_parser()._subparsers._group_actions[0].choices
+    fit_help = " ".join(subparsers["fit"].format_help().split())
+    assert f"frozen (default: {defaults.LEARNING_RATE:g})" in fit_help
+    assert f"lower rates (default: {defaults.FINE_TUNE_LEARNING_RATE:g})" in fit_help
+    assert f"gradual_unfreeze (default: {defaults.FROZEN_EPOCHS})" in fit_help
+    assert f"(default: {defaults.BACKBONE})" in fit_help
+    assert subparsers["fit"].get_default("epochs") == defaults.EPOCHS
+    assert subparsers["tune"].get_default("batch_size") == defaults.BATCH_SIZE

@@ -2,6 +2,7 @@
 
 import argparse
 
+from transferkit import defaults
 from transferkit.cli.parsing import add_command, check_int
 
 SOURCES = ("cifar10", "folder", "tfds")
@@ -70,9 +71,9 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
     cats.add_argument(
         "--frozen-epochs",
         type=int,
-        default=1,
+        default=defaults.FROZEN_EPOCHS,
         metavar="N",
-        help="epochs of head warm-up on the frozen backbone (default: 1)",
+        help=f"epochs of head warm-up on the frozen backbone (default: {defaults.FROZEN_EPOCHS})",
     )
     cats.add_argument(
         "--out", default="runs/cats_vs_dogs", metavar="DIR", help="(default: runs/cats_vs_dogs)"

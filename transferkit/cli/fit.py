@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 
+from transferkit import defaults
 from transferkit.cli.parsing import add_column_options, add_command, check_int, check_positive
 
 SCHEDULES = ("freeze_unfreeze", "freeze", "gradual_unfreeze", "no_freeze")
@@ -79,21 +80,31 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--backbone",
-        default="resnet50",
+        default=defaults.BACKBONE,
         metavar="NAME",
-        help="a name from `transferkit backbones` (default: resnet50)",
+        help=f"a name from `transferkit backbones` (default: {defaults.BACKBONE})",
     )
     parser.add_argument(
         "--weights",
-        default="imagenet",
+        default=defaults.WEIGHTS,
         metavar="imagenet|none|PATH",
         help="the backbone's starting weights: Keras's ImageNet download, none (random), or "
-        "a weights file of the backbone without its top (default: imagenet)",
+        f"a weights file of the backbone without its top (default: {defaults.WEIGHTS})",
     )
     parser.add_argument(
-        "--epochs", type=int, default=5, metavar="N", help="epochs of the whole run (default: 5)"
+        "--epochs",
+        type=int,
+        default=defaults.EPOCHS,
+        metavar="N",
+        help=f"epochs of the whole run (default: {defaults.EPOCHS})",
     )
-    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="(default: 32)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.BATCH_SIZE,
+        metavar="N",
+        help=f"(default: {defaults.BATCH_SIZE})",
+    )
     parser.add_argument(
         "--schedule",
         choices=SCHEDULES,
@@ -105,20 +116,22 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
         "--frozen-epochs",
         type=int,
         metavar="N",
-        help="epochs of the frozen warm-up, for freeze_unfreeze and gradual_unfreeze (default: 1)",
+        help="epochs of the frozen warm-up, for freeze_unfreeze and gradual_unfreeze "
+        f"(default: {defaults.FROZEN_EPOCHS})",
     )
     parser.add_argument(
         "--learning-rate",
         type=float,
         metavar="LR",
-        help="peak learning rate of the head while the backbone is frozen (default: 1e-2)",
+        help="peak learning rate of the head while the backbone is frozen "
+        f"(default: {defaults.LEARNING_RATE:g})",
     )
     parser.add_argument(
         "--fine-tune-learning-rate",
         type=float,
         metavar="LR",
         help="peak learning rate of the head once the backbone trains; backbone blocks get "
-        "lower rates (default: 1e-4)",
+        f"lower rates (default: {defaults.FINE_TUNE_LEARNING_RATE:g})",
     )
     parser.add_argument(
         "--input-size",
@@ -134,9 +147,10 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
     parser.add_argument(
         "--validation-split",
         type=float,
-        default=0.2,
+        default=defaults.VALIDATION_SPLIT,
         metavar="FRACTION",
-        help="fraction of each class held out when there is no --validation-data (default: 0.2)",
+        help="fraction of each class held out when there is no --validation-data "
+        f"(default: {defaults.VALIDATION_SPLIT})",
     )
     add_column_options(parser)
     parser.add_argument(

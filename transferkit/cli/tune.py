@@ -6,6 +6,7 @@ import re
 import sys
 from pathlib import Path
 
+from transferkit import defaults
 from transferkit.cli.parsing import add_column_options, add_command, check_int
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
@@ -61,26 +62,42 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
     parser.add_argument(
         "--backbones",
         nargs="+",
-        default=["resnet50"],
+        default=[defaults.BACKBONE],
         metavar="NAME",
-        help="backbones to choose among (default: resnet50)",
+        help=f"backbones to choose among (default: {defaults.BACKBONE})",
     )
     parser.add_argument(
         "--weights",
-        default="imagenet",
+        default=defaults.WEIGHTS,
         metavar="imagenet|none|PATH",
-        help="the backbone's starting weights, as for fit (default: imagenet)",
+        help=f"the backbone's starting weights, as for fit (default: {defaults.WEIGHTS})",
     )
-    parser.add_argument("--epochs", type=int, default=5, metavar="N", help="per trial (default 5)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=defaults.EPOCHS,
+        metavar="N",
+        help=f"per trial (default: {defaults.EPOCHS})",
+    )
     parser.add_argument("--max-trials", type=int, default=10, metavar="N", help="(default: 10)")
     parser.add_argument("--tuner", choices=TUNERS, default="random", help="(default: random)")
     parser.add_argument(
         "--head-only", action="store_true", help="keep the backbone frozen in every trial"
     )
     parser.add_argument("--input-size", type=int, metavar="N", help="square input size")
-    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="(default: 32)")
     parser.add_argument(
-        "--validation-split", type=float, default=0.2, metavar="FRACTION", help="(default: 0.2)"
+        "--batch-size",
+        type=int,
+        default=defaults.BATCH_SIZE,
+        metavar="N",
+        help=f"(default: {defaults.BATCH_SIZE})",
+    )
+    parser.add_argument(
+        "--validation-split",
+        type=float,
+        default=defaults.VALIDATION_SPLIT,
+        metavar="FRACTION",
+        help=f"(default: {defaults.VALIDATION_SPLIT})",
     )
     add_column_options(parser)
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="(default: 0)")
