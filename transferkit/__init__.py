@@ -16,6 +16,7 @@ import_tensorflow_quietly()
 from transferkit import (
     backbones,
     data,
+    export,
     features,
     heads,
     layers,
@@ -53,6 +54,7 @@ __all__ = [
     "list_backbones",
     "backbones",
     "data",
+    "export",
     "features",
     "heads",
     "layers",

@@ -35,3 +35,10 @@ LOWEST_BLOCK_MULTIPLIER = 0.1
 WARMUP = 0.1
 # Epochs of head warm-up on the frozen backbone before unfreezing.
 FROZEN_EPOCHS = 1
+
+# === Export ===
+# The format `FineTuner.export` and `transferkit export` write when none is named.
+EXPORT_FORMAT = "saved_model"
+# Images drawn from the representative data to calibrate a full-integer LiteRT model
+# (LiteRT's guide suggests about a hundred).
+REPRESENTATIVE_IMAGES = 100
