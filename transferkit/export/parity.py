@@ -53,11 +53,15 @@ def failed_rows(table: pd.DataFrame) -> pd.Series:
 
 
 def format_table(table: pd.DataFrame) -> str:
-    """The parity table as aligned text."""
-    return table.to_string(
-        float_format=lambda value: f"{value:.4g}",
-        na_rep="-",
-    )
+    """The parity table as aligned text, `-` where a value does not apply."""
+    shown = table.astype(object).where(table.notna(), "-")
+    shown.index.name = None
+
+    def number(value):
+        return value if isinstance(value, str) else f"{value:.4g}"
+
+    numbers = ("file_mb", "max_abs_diff", "agreement", "accuracy", "latency_ms", "tolerance")
+    return shown.to_string(formatters={column: number for column in numbers})
 
 
 def check_images(classifier, data, batch_size: int = defaults.BATCH_SIZE):

@@ -18,7 +18,7 @@ def litert_interpreter(path, num_threads: int | None = None):
     installed, else TensorFlow's own `tf.lite.Interpreter`, which runs the same
     models but is deprecated.
     """
-    with native_stderr_silenced():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+    with native_stderr_silenced():
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
@@ -96,8 +96,10 @@ class _LiteRT(ExportedModel):
         else:
             images = images.astype(self._input["dtype"])
         if images.shape != self._shape:
-            self._interpreter.resize_tensor_input(self._input["index"], images.shape)
-            self._interpreter.allocate_tensors()
+            # The first allocation prints "Created TensorFlow Lite XNNPACK delegate for CPU."
+            with native_stderr_silenced():
+                self._interpreter.resize_tensor_input(self._input["index"], images.shape)
+                self._interpreter.allocate_tensors()
             self._shape = images.shape
         self._interpreter.set_tensor(self._input["index"], images)
         self._interpreter.invoke()
