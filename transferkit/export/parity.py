@@ -62,7 +62,7 @@ def format_table(table: pd.DataFrame) -> str:
     def number(value):
         return value if isinstance(value, str) else f"{value:.4g}"
 
-    numbers = ("file_mb", "max_abs_diff", "agreement", "accuracy", "latency_ms", "tolerance")
+    numbers = [column for column in table if pd.api.types.is_float_dtype(table[column])]
     return shown.to_string(formatters={column: number for column in numbers})
 
 
@@ -139,6 +139,7 @@ def check_parity(
     *,
     tolerance: float | None = None,
     batch_size: int = defaults.BATCH_SIZE,
+    latency_calls: int = LATENCY_CALLS,
     raise_on_failure: bool = True,
 ) -> pd.DataFrame:
     """Runs exports in their own runtimes and compares them with the Keras model.
@@ -168,6 +169,8 @@ def check_parity(
         tolerance: float or None. Replaces the float32 and float16 tolerances.
             Defaults to `None` (`TOLERANCES`).
         batch_size: int. Images per call when comparing. Defaults to `32`.
+        latency_calls: int. Single-image calls timed per model for
+            `latency_ms` (after two warm-up calls). Defaults to `20`.
         raise_on_failure: bool. Whether to raise `ParityError` when a float
             export exceeds its tolerance. Defaults to `True`.
 
@@ -188,7 +191,14 @@ def check_parity(
     ]
     images, labels = check_images(classifier, data, batch_size)
     return parity_table(
-        classifier, models, images, labels, tolerance, batch_size, raise_on_failure
+        classifier,
+        models,
+        images,
+        labels,
+        tolerance,
+        batch_size,
+        raise_on_failure,
+        latency_calls,
     )
 
 
@@ -200,6 +210,7 @@ def parity_table(
     tolerance: float | None = None,
     batch_size: int = defaults.BATCH_SIZE,
     raise_on_failure: bool = True,
+    latency_calls: int = LATENCY_CALLS,
 ) -> pd.DataFrame:
     """`check_parity` on images already read by `check_images`."""
     with _retracing_notes_off():
@@ -211,7 +222,7 @@ def parity_table(
                 ]
             )
         )
-        keras_latency = latency_ms(classifier.predict_on_batch, images[0])
+        keras_latency = latency_ms(classifier.predict_on_batch, images[0], latency_calls)
     rows = {
         "keras": {
             "format": "keras",
@@ -244,7 +255,7 @@ def parity_table(
             "max_abs_diff": difference,
             "agreement": float((probabilities.argmax(1) == reference.argmax(1)).mean()),
             "accuracy": _accuracy(probabilities, labels),
-            "latency_ms": latency_ms(model.predict, images[0]),
+            "latency_ms": latency_ms(model.predict, images[0], latency_calls),
             "tolerance": limit,
             "within_tolerance": pd.NA if np.isnan(limit) else bool(difference <= limit),
         }
