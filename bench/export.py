@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from transferkit.defaults import TOLERANCES
+
 # (row name, format, quantize, file name)
 EXPORTS = [
     ("saved_model", "saved_model", None, "saved_model"),
@@ -75,7 +77,7 @@ def goals(table: pd.DataFrame) -> list[str]:
     for name, row in table.iterrows():
         if name == "keras" or row["quantization"] in ("dynamic_range", "full_integer"):
             continue
-        limit = 1e-2 if row["quantization"] == "float16" else 1e-4
+        limit = TOLERANCES[row["quantization"]]
         ok = row["agreement"] >= 0.999 and row["max_abs_diff"] <= limit
         lines.append(
             f"{'PASS' if ok else 'FAIL'} {name}: agreement {row['agreement']:.4f} (>= 0.999), "

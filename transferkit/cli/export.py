@@ -6,7 +6,8 @@ import sys
 
 from transferkit import defaults
 from transferkit.cli.parsing import add_column_options, add_command, check_int, check_positive
-from transferkit.export.formats import FORMATS, QUANTIZATIONS, TOLERANCES
+
+_FLOAT32, _FLOAT16 = defaults.TOLERANCES[None], defaults.TOLERANCES["float16"]
 
 DESCRIPTION = f"""\
 Export a saved model to where models run. OUT is a folder for saved_model (TensorFlow
@@ -26,8 +27,7 @@ DATA, the training images.
 against the Keras model: max_abs_diff (largest probability difference), agreement
 (share of images given the same class), accuracy (when DATA is labelled), file_mb,
 latency_ms (one image at a time). A float export whose probabilities differ by more
-than the tolerance ({TOLERANCES[None]:g} float32, {TOLERANCES["float16"]:g} float16, or \
---tolerance) fails and is not
+than the tolerance ({_FLOAT32:g} float32, {_FLOAT16:g} float16, or --tolerance) fails and is not
 written. DATA is a folder (with class sub-folders for labels) or a CSV file."""
 
 EXAMPLE = """\
@@ -52,11 +52,13 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--format",
-        choices=list(FORMATS),
+        choices=defaults.EXPORT_FORMATS,
         default=defaults.EXPORT_FORMAT,
         help=f"(default: {defaults.EXPORT_FORMAT})",
     )
-    parser.add_argument("--quantize", choices=QUANTIZATIONS, help="litert only (default: float32)")
+    parser.add_argument(
+        "--quantize", choices=defaults.QUANTIZATIONS, help="litert only (default: float32)"
+    )
     parser.add_argument(
         "--representative",
         metavar="DATA",

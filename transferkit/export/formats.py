@@ -4,16 +4,18 @@ import difflib
 import importlib
 from pathlib import Path
 
+from transferkit import defaults
+
 # The formats `export` writes, and the Keras `Model.export` format behind each.
-FORMATS = {"saved_model": "tf_saved_model", "litert": "litert", "onnx": "onnx"}
+_KERAS_FORMATS = {"saved_model": "tf_saved_model", "litert": "litert", "onnx": "onnx"}
+FORMATS = {name: _KERAS_FORMATS[name] for name in defaults.EXPORT_FORMATS}
 
 # LiteRT quantization modes (None: plain float32). `"full_integer"` takes uint8 pixels.
-QUANTIZATIONS = ("float16", "dynamic_range", "full_integer")
+QUANTIZATIONS = defaults.QUANTIZATIONS
 
 # Largest absolute difference in any probability, between an export and the Keras
-# model, that the parity check accepts for each float export. Integer quantization
-# changes the numbers by design: its differences are reported, never refused.
-TOLERANCES = {None: 1e-4, "float16": 1e-2}
+# model, that the parity check accepts for each float export.
+TOLERANCES = defaults.TOLERANCES
 
 # Names other tools use for our formats, for an error that says which one to pass.
 _FORMAT_ALIASES = {
