@@ -75,3 +75,26 @@ def test_quantized_weights_make_smaller_files(tmp_path):
         sizes[quantize] = path.stat().st_size
     assert sizes["float16"] < 0.6 * sizes[None]
     assert sizes["dynamic_range"] < 0.35 * sizes[None]
+
+
+def _training_only(x):
+    x = keras.layers.RandomFlip("horizontal", name="flip")(x)
+    x = keras.layers.GaussianNoise(1.0, name="noise")(x)
+    return keras.layers.Dropout(0.5, name="dropout")(x)
+
+
+def test_the_export_runs_in_inference_mode(images, tmp_path, run_artifact):
+    # Augmentation, noise and dropout inside the backbone are off, and BatchNorm uses
+    # its moving statistics: the export answers as the Keras model does at inference.
+    classifier = tiny_classifier(middle=_training_only)
+    path = tmp_path / "inference.tflite"
+    tk.FineTuner.from_model(classifier).export(path, "litert")
+
+    first = run_artifact("litert", path, images)["probabilities"]
+    second = run_artifact("litert", path, images)["probabilities"]
+
+    np.testing.assert_array_equal(first, second)
+    expected = keras_probabilities(classifier, images)
+    np.testing.assert_allclose(first, expected, atol=1e-5)
+    training = classifier.head.probabilities(classifier(images, training=True))
+    assert np.abs(training - expected).max() > 0.05  # training mode would have shown
