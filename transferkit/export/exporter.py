@@ -10,6 +10,7 @@ from transferkit import defaults
 from transferkit.export.formats import (
     REQUIREMENTS,
     RUNTIMES,
+    SUFFIXES,
     check_format,
     check_path,
     check_quantization,
@@ -72,10 +73,37 @@ def export_model(
     overwrite: bool = False,
     batch_size: int = defaults.BATCH_SIZE,
 ) -> pd.DataFrame | None:
-    """Exports a transferkit classifier for serving; `FineTuner.export` documents it.
+    """Exports a transferkit classifier to a SavedModel, LiteRT or ONNX model.
+
+    What `FineTuner.export` does (see it for the formats, what every export
+    carries, and the errors), for an `ImageClassifier` you hold without a
+    FineTuner, such as `keras.saving.load_model(path)` after `import transferkit`.
+
+    Args:
+        classifier: `ImageClassifier`. The model to export.
+        path: str or path. A folder for `"saved_model"`, a file ending in
+            `.tflite` or `.onnx` for the others.
+        format: str. `"saved_model"`, `"litert"` or `"onnx"`. Defaults to
+            `"saved_model"`.
+        quantize: str or None. LiteRT only: `"float16"`, `"dynamic_range"` or
+            `"full_integer"`; None for float32. Defaults to `None`.
+        representative_data: Images to calibrate `"full_integer"` on. Defaults
+            to `None`.
+        check: Images to run the export on and compare with the classifier.
+            Defaults to `None`.
+        tolerance: float or None. Replaces the float tolerances of the check.
+            Defaults to `None`.
+        overwrite: bool. Whether to replace an existing export. Defaults to
+            `False`.
+        batch_size: int. Images per batch when reading the check images.
+            Defaults to `32`.
 
     Returns:
         The parity table (see `check_parity`) when `check` is given, else None.
+
+    Raises:
+        ValueError, FileExistsError, ImportError, ConversionError, ParityError:
+            as `FineTuner.export`.
     """
     classifier = check_classifier(classifier)
     format = check_format(format)
@@ -117,7 +145,8 @@ def export_model(
     info = export_info(classifier, format, quantize)
     model = build_serving_model(classifier)
     table = None
-    with atomic_path(path, overwrite=overwrite) as tmp:
+    # Keras's LiteRT export insists on a lower-case `.tflite` name.
+    with atomic_path(path, overwrite=overwrite, suffix=SUFFIXES.get(format, "")) as tmp:
         if format == "saved_model":
             write_saved_model(model, tmp, info)
         elif format == "litert":
