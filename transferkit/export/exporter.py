@@ -124,9 +124,9 @@ def export_model(
         raise ValueError("tolerance applies to the parity check: pass check= images too.")
     if tolerance is not None and not tolerance > 0:
         raise ValueError(f"`tolerance` must be a number > 0. Received: tolerance={tolerance!r}")
-    require(REQUIREMENTS[format], f"A {format!r} export")
+    require(REQUIREMENTS[format], f"Exporting to {format!r}")
     if check is not None:
-        require(RUNTIMES[format], f"Checking a {format!r} export")
+        require(RUNTIMES[format], f"Checking the {format!r} export")
     sidecar = sidecar_path(path) if format == "litert" else None
     for target in (path, sidecar):
         if target is not None and target.exists() and not overwrite:
