@@ -128,7 +128,7 @@ def require(packages, what: str) -> None:
 
     Args:
         packages: sequence of `(import name, package name)` pairs.
-        what: str. What needs them, for the message (e.g. `"an 'onnx' export"`).
+        what: str. What needs them, for the message (e.g. `"Exporting to 'onnx'"`).
 
     Raises:
         ImportError: naming the missing packages and the extra to install.
