@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers, editors and the
     from transferkit import (
         backbones,
         data,
+        export,
         features,
         heads,
         layers,
@@ -66,6 +67,7 @@ _LAZY = {
         for name in (
             "backbones",
             "data",
+            "export",
             "features",
             "heads",
             "layers",
@@ -98,6 +100,7 @@ __all__ = [
     "list_backbones",
     "backbones",
     "data",
+    "export",
     "features",
     "heads",
     "layers",

@@ -35,3 +35,18 @@ LOWEST_BLOCK_MULTIPLIER = 0.1
 WARMUP = 0.1
 # Epochs of head warm-up on the frozen backbone before unfreezing.
 FROZEN_EPOCHS = 1
+
+# === Export ===
+# The formats `FineTuner.export` and `transferkit export` write, and the one they write
+# when none is named.
+EXPORT_FORMATS = ("saved_model", "litert", "onnx")
+EXPORT_FORMAT = "saved_model"
+# LiteRT's quantization modes (None, the default, keeps float32).
+QUANTIZATIONS = ("float16", "dynamic_range", "full_integer")
+# The parity check's limit on the largest probability difference between a float export
+# and the Keras model, per quantization (None: float32). Integer quantization changes
+# the numbers by design: it is reported, not judged.
+TOLERANCES = {None: 1e-4, "float16": 1e-2}
+# Images drawn from the representative data to calibrate a full-integer LiteRT model
+# (LiteRT's guide suggests about a hundred).
+REPRESENTATIVE_IMAGES = 100

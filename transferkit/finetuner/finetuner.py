@@ -780,6 +780,104 @@ class FineTuner:
             self.model.save(tmp)
         logger.info(f"saved {path}")
 
+    def export(
+        self,
+        path: str | os.PathLike,
+        format: str = defaults.EXPORT_FORMAT,
+        *,
+        quantize: str | None = None,
+        representative_data=None,
+        check=None,
+        tolerance: float | None = None,
+        overwrite: bool = False,
+        batch_size: int = defaults.BATCH_SIZE,
+    ) -> pd.DataFrame | None:
+        """Exports the model to where models run: TF Serving, LiteRT or ONNX Runtime.
+
+        Every export takes raw RGB images (values 0-255, any size: the resizing
+        and the backbone's scaling are inside), runs in inference mode (no
+        dropout, BatchNorm on its moving statistics) and returns one
+        probability per class. It carries its class names and input contract
+        (`transferkit.export.read_export_info` reads them back):
+
+        - `"saved_model"`: a folder for TensorFlow Serving, with signatures
+          `serving_default` (float images) and `serving_bytes` (encoded
+          JPEG/PNG files), both returning `probabilities`, `class_index` and
+          `class_name`.
+        - `"litert"`: a `.tflite` file of LiteRT built-in ops, with
+          `model.tflite.json` beside it; optionally quantized.
+        - `"onnx"`: an `.onnx` file for ONNX Runtime (needs the `export` extra).
+
+        The export is written beside `path` and moved onto it only once
+        complete (and, with `check`, only once it passed), so a failure
+        leaves nothing behind and an existing file intact.
+
+        Args:
+            path: str or path. A folder for `"saved_model"`, a file ending in
+                `.tflite` or `.onnx` for the others.
+            format: str. `"saved_model"`, `"litert"` or `"onnx"`. Defaults to
+                `"saved_model"`.
+            quantize: str or None. LiteRT only: `"float16"` (half-size
+                weights), `"dynamic_range"` (int8 weights), `"full_integer"`
+                (int8 throughout, uint8 pixels in; needs
+                `representative_data`), or None for float32. Defaults to `None`.
+            representative_data: Images in any form `fit` accepts (labels
+                unused), such as the training folder: a random sample of them
+                (`transferkit.defaults.REPRESENTATIVE_IMAGES`) calibrates
+                `"full_integer"`. Defaults to `None`.
+            check: Images in any form `predict` accepts, labelled or not: the
+                export is run in its own runtime on them and compared with this
+                model (see `transferkit.export.check_parity`). Defaults to `None`.
+            tolerance: float or None. The largest probability difference a
+                float export may show in the check. Defaults to `None`: 1e-4
+                for float32, 1e-2 for float16 (integer quantization is reported,
+                not judged).
+            overwrite: bool. Whether to replace an existing export. Defaults to
+                `False`.
+            batch_size: int. Images per batch when reading the check images.
+                Defaults to `32`.
+
+        Returns:
+            With `check`, the parity table: a `pandas.DataFrame` with a row for
+            this model and one for the export (`max_abs_diff`, `agreement`,
+            `accuracy`, `file_mb`, `latency_ms`, ...). Otherwise None.
+
+        Raises:
+            ValueError: for an unknown format or quantization, a path without
+                the format's suffix, `"full_integer"` without
+                `representative_data`, or an argument that does not apply.
+            FileExistsError: if `path` exists and `overwrite` is `False`.
+            ImportError: if the format needs a package of the `export` extra
+                that is not installed.
+            transferkit.export.ConversionError: if the format cannot represent
+                an op of the model (naming the op and its layer).
+            transferkit.export.ParityError: if the export differs from this
+                model beyond the tolerance (its `table` shows how).
+
+        Example:
+
+        ```python
+        ft.export("exported/cats", format="saved_model")
+        table = ft.export("exported/cats.tflite", format="litert", check="data/test")
+        ft.export("exported/cats_int8.tflite", format="litert", quantize="full_integer",
+                  representative_data="data/train")
+        ```
+        """
+        self._require_built("model")
+        from transferkit.export import export_model
+
+        return export_model(
+            self.model,
+            path,
+            format,
+            quantize=quantize,
+            representative_data=representative_data,
+            check=check,
+            tolerance=tolerance,
+            overwrite=overwrite,
+            batch_size=batch_size,
+        )
+
     @classmethod
     def from_model(cls, model: keras.Model) -> "FineTuner":
         """Wraps a classifier (for example a loaded one) in a FineTuner.

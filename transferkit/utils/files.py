@@ -55,12 +55,35 @@ def atomic_path(path, overwrite: bool = False, suffix: str | None = None):
     tmp = Path(tmp)
     try:
         yield tmp
-        os.replace(tmp, path)
+        _replace(tmp, path)
     finally:
-        if tmp.exists():
-            if tmp.is_dir():
-                import shutil
+        _remove(tmp)
 
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink()
+
+def _replace(tmp: Path, path: Path) -> None:
+    """Moves `tmp` onto `path`, also when either is a folder.
+
+    `os.replace` cannot put a folder onto an existing one (or onto a file), so the
+    old one is first renamed aside, then removed once the new one is in place.
+    """
+    if not (path.exists() and (tmp.is_dir() or path.is_dir())):
+        os.replace(tmp, path)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    os.rmdir(old)
+    os.replace(path, old)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.replace(old, path)
+        raise
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
