@@ -105,7 +105,8 @@ def goals(table: pd.DataFrame) -> list[str]:
     return lines
 
 
-def main():
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command line (building it runs nothing)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -128,7 +129,11 @@ def main():
         metavar="N",
         help="a dry run: N random images for calibration and N for the test, no CIFAR-10",
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
 
     import transferkit as tk
     from transferkit.export.parity import check_images, format_table, parity_table

@@ -5,7 +5,14 @@ import os
 import sys
 
 from transferkit import defaults
-from transferkit.cli.parsing import add_column_options, add_command, check_int, check_positive
+from transferkit.cli.parsing import (
+    add_column_options,
+    add_command,
+    add_defaulted,
+    add_training_options,
+    check_int,
+    check_positive,
+)
 
 SCHEDULES = ("freeze_unfreeze", "freeze", "gradual_unfreeze", "no_freeze")
 # Options that set one part of a schedule: (option, what it sets, the schedules that
@@ -78,11 +85,12 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="the run folder to write; it must be new or empty unless --overwrite",
     )
-    parser.add_argument(
+    add_defaulted(
+        parser,
         "--backbone",
-        default=defaults.BACKBONE,
+        defaults.BACKBONE,
+        "a name from `transferkit backbones`",
         metavar="NAME",
-        help=f"a name from `transferkit backbones` (default: {defaults.BACKBONE})",
     )
     parser.add_argument(
         "--weights",
@@ -91,20 +99,7 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
         help="the backbone's starting weights: Keras's ImageNet download, none (random), or "
         f"a weights file of the backbone without its top (default: {defaults.WEIGHTS})",
     )
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        default=defaults.EPOCHS,
-        metavar="N",
-        help=f"epochs of the whole run (default: {defaults.EPOCHS})",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=defaults.BATCH_SIZE,
-        metavar="N",
-        help=f"(default: {defaults.BATCH_SIZE})",
-    )
+    add_training_options(parser, "epochs of the whole run")
     parser.add_argument(
         "--schedule",
         choices=SCHEDULES,
@@ -143,14 +138,6 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
         "--validation-data",
         metavar="DATA",
         help="held-out images (folder or CSV), instead of a split of DATA",
-    )
-    parser.add_argument(
-        "--validation-split",
-        type=float,
-        default=defaults.VALIDATION_SPLIT,
-        metavar="FRACTION",
-        help="fraction of each class held out when there is no --validation-data "
-        f"(default: {defaults.VALIDATION_SPLIT})",
     )
     add_column_options(parser)
     parser.add_argument(

@@ -2,6 +2,8 @@
 
 import argparse
 
+from transferkit import defaults
+
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the line breaks of descriptions and examples; wraps option help as usual."""
@@ -30,6 +32,35 @@ def add_command(
         description=description,
         epilog="example:\n" + "\n".join(f"  {line}" for line in example.strip().splitlines()),
         formatter_class=HelpFormatter,
+    )
+
+
+def add_defaulted(parser, flag: str, default, help: str = "", **kwargs) -> None:
+    """Adds an option whose help ends with its default, read from the one value given.
+
+    Args:
+        parser: `argparse.ArgumentParser`.
+        flag: str. The option, e.g. `"--epochs"`.
+        default: Its default (from `transferkit.defaults` for the recipe's).
+        help: str. What it does, before `(default: ...)`. Defaults to `""`.
+        **kwargs: Further `add_argument` arguments (`type`, `metavar`, ...).
+    """
+    shown = " ".join(default) if isinstance(default, list) else default
+    text = f"{help} (default: {shown})" if help else f"(default: {shown})"
+    parser.add_argument(flag, default=default, help=text, **kwargs)
+
+
+def add_training_options(parser: argparse.ArgumentParser, epochs_help: str) -> None:
+    """Adds `--epochs`, `--batch-size` and `--validation-split`, which fit and tune share."""
+    add_defaulted(parser, "--epochs", defaults.EPOCHS, epochs_help, type=int, metavar="N")
+    add_defaulted(parser, "--batch-size", defaults.BATCH_SIZE, type=int, metavar="N")
+    add_defaulted(
+        parser,
+        "--validation-split",
+        defaults.VALIDATION_SPLIT,
+        "fraction of each class held out when there is no --validation-data",
+        type=float,
+        metavar="FRACTION",
     )
 
 

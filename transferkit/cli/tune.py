@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 from transferkit import defaults
-from transferkit.cli.parsing import add_column_options, add_command, check_int
+from transferkit.cli.parsing import (
+    add_column_options,
+    add_command,
+    add_defaulted,
+    add_training_options,
+    check_int,
+)
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
 PROJECT = "keras_tuner"  # KerasTuner's project folder inside --out
@@ -59,12 +65,13 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
     )
     parser.add_argument("data", metavar="DATA", help="training images: a folder or a CSV file")
     parser.add_argument("--out", required=True, metavar="DIR", help="the folder to write")
-    parser.add_argument(
+    add_defaulted(
+        parser,
         "--backbones",
+        [defaults.BACKBONE],
+        "backbones to choose among",
         nargs="+",
-        default=[defaults.BACKBONE],
         metavar="NAME",
-        help=f"backbones to choose among (default: {defaults.BACKBONE})",
     )
     parser.add_argument(
         "--weights",
@@ -72,33 +79,13 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
         metavar="imagenet|none|PATH",
         help=f"the backbone's starting weights, as for fit (default: {defaults.WEIGHTS})",
     )
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        default=defaults.EPOCHS,
-        metavar="N",
-        help=f"per trial (default: {defaults.EPOCHS})",
-    )
+    add_training_options(parser, "per trial")
     parser.add_argument("--max-trials", type=int, default=10, metavar="N", help="(default: 10)")
     parser.add_argument("--tuner", choices=TUNERS, default="random", help="(default: random)")
     parser.add_argument(
         "--head-only", action="store_true", help="keep the backbone frozen in every trial"
     )
     parser.add_argument("--input-size", type=int, metavar="N", help="square input size")
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=defaults.BATCH_SIZE,
-        metavar="N",
-        help=f"(default: {defaults.BATCH_SIZE})",
-    )
-    parser.add_argument(
-        "--validation-split",
-        type=float,
-        default=defaults.VALIDATION_SPLIT,
-        metavar="FRACTION",
-        help=f"(default: {defaults.VALIDATION_SPLIT})",
-    )
     add_column_options(parser)
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="(default: 0)")
     group = parser.add_mutually_exclusive_group()
