@@ -105,3 +105,23 @@ def test_overlap_between_training_and_validation_is_said(tmp_path, files, capsys
     arrays = as_image_source(images, [0, 1] * 3)
     assert warn_if_overlapping(arrays, as_image_source(images[:2], [0, 1])) == 2
     assert warn_if_overlapping(arrays, as_image_source(images[:2] + 100, [0, 1])) == 0
+
+
+def test_overlap_is_found_whichever_side_has_files_of_the_same_size(tmp_path):
+    """A file is hashed only where another file has its size: both sides must agree."""
+    from PIL import Image
+
+    from transferkit.data.duplicates import warn_if_overlapping
+
+    def write(name, value, size):
+        path = tmp_path / name
+        Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(path)
+        return str(path)
+
+    a, b = write("a.png", 10, 8), write("b.png", 20, 8)  # the same size: hashed in training
+    c = write("c.png", 30, 12)
+    shutil.copy(c, tmp_path / "c_copy.png")
+    train = as_image_source([a, b, c], ["cat", "dog", "cat"])
+    # Alone, the validation side would hash its two files only if they shared a size.
+    validation = as_image_source([a, str(tmp_path / "c_copy.png")], ["cat", "cat"])
+    assert warn_if_overlapping(train, validation) == 2

@@ -20,12 +20,16 @@ from transferkit.utils.log import logger
 _MAX_WORKERS = 4
 
 
-def _file_digest(path: str) -> str | None:
+def _file_digest(path: str, chunk_bytes: int = 2**20) -> str | None:
+    # A read loop rather than hashlib.file_digest, which Python 3.10 lacks.
+    digest = hashlib.blake2b()
     try:
         with open(path, "rb") as file:
-            return hashlib.file_digest(file, "blake2b").hexdigest()
+            while chunk := file.read(chunk_bytes):
+                digest.update(chunk)
     except OSError:
         return None
+    return digest.hexdigest()
 
 
 def _file_keys(paths: list[str]) -> tuple[list[str], list[str | None]]:
@@ -50,17 +54,28 @@ def _first_of_group(keys: list) -> np.ndarray:
     return np.array([first.setdefault(key, i) for i, key in enumerate(keys)], dtype=np.int64)
 
 
+def _path_keys(paths: list[str]) -> list:
+    """One key per file: its content's hash when another file has its size, else its path.
+
+    Keys are comparable only within one call: whether a file is hashed depends on
+    the other files, so keys of data compared together are made together.
+    """
+    real, digests = _file_keys(paths)
+    return [
+        ("file", path) if digest is None else ("bytes", digest)
+        for path, digest in zip(real, digests, strict=True)
+    ]
+
+
+def _array_keys(images) -> list:
+    return [(image.shape, hashlib.blake2b(image.tobytes()).digest()) for image in images]
+
+
 def _keys(source) -> list | None:
     if source.paths is not None:
-        real, digests = _file_keys(source.identifiers)
-        return [
-            ("file", path) if digest is None else ("bytes", digest)
-            for path, digest in zip(real, digests, strict=True)
-        ]
+        return _path_keys(source.identifiers)
     if source.images is not None:
-        return [
-            (image.shape, hashlib.blake2b(image.tobytes()).digest()) for image in source.images
-        ]
+        return _array_keys(source.images)
     return None
 
 
@@ -162,7 +177,10 @@ def warn_if_overlapping(train, validation) -> int:
     both_arrays = train.images is not None and validation.images is not None
     if not (both_files or both_arrays):
         return 0
-    keys = _keys(train) + _keys(validation)
+    if both_files:
+        keys = _path_keys(list(train.identifiers) + list(validation.identifiers))
+    else:
+        keys = _array_keys(train.images) + _array_keys(validation.images)
     groups = _first_of_group(keys)
     in_training = groups[len(train) :] < len(train)
     count = int(in_training.sum())
