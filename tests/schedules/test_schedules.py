@@ -191,3 +191,43 @@ def test_a_custom_schedule_needs_only_phases():
 
     with pytest.raises(ValueError, match="gap or overlap at epoch 1"):
         Gappy().plan(4)
+
+
+@keras.saving.register_keras_serializable(package="transferkit_tests")
+class LongerWarmUp(FreezeUnfreeze):
+    """A subclass of a built-in schedule: its own argument and all of its parent's."""
+
+    def __init__(self, patience=2, **kwargs):
+        super().__init__(**kwargs)
+        self.patience = patience
+
+
+@keras.saving.register_keras_serializable(package="transferkit_tests")
+class SlowProbe(Freeze):
+    def __init__(self, extra=1, **kwargs):
+        super().__init__(**kwargs)
+        self.extra = extra
+
+
+class InheritsAll(LongerWarmUp):
+    pass
+
+
+def test_subclasses_of_built_in_schedules_keep_every_argument():
+    schedule = LongerWarmUp(patience=3, frozen_epochs=4, unfreeze_blocks=2)
+    config = schedule.get_config()
+    assert config["patience"] == 3 and config["frozen_epochs"] == 4
+    assert config["unfreeze_blocks"] == 2 and "lowest_block_multiplier" in config
+    assert schedule != LongerWarmUp(patience=3, frozen_epochs=1, unfreeze_blocks=2)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
+    assert restored == schedule and hash(restored) == hash(schedule)
+    assert set(InheritsAll().get_config()) == set(config)
+    assert SlowProbe(extra=2, learning_rate=0.2).get_config() == {
+        "extra": 2,
+        "learning_rate": 0.2,
+        "warmup": 0.1,
+    }
+    with pytest.raises(ValueError, match=r"SlowProbe does not take \['train_bn'\]: it never"):
+        SlowProbe(train_bn=True)
+    with pytest.raises(ValueError, match=r"\['learning_rte'\]: unknown argument"):
+        Freeze(learning_rte=0.1)

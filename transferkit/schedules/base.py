@@ -80,20 +80,30 @@ def block_multipliers(num_trainable: int, lowest_block_multiplier: float) -> lis
 
 
 def reject_unused(schedule_class: type, kwargs: dict, why: str) -> None:
-    """Raises for arguments a schedule does not use, rather than ignoring them."""
-    if kwargs:
-        raise ValueError(
-            f"{schedule_class.__name__} does not take {sorted(kwargs)}: {why}. It takes "
-            f"{argument_names(schedule_class)}. Received: "
-            + ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
-        )
+    """Raises for arguments a schedule does not use, rather than ignoring them.
+
+    Args:
+        schedule_class: The schedule's class (`type(self)`).
+        kwargs: dict. The arguments it received but does not take.
+        why: str. Why it does not use `Schedule`'s arguments among them.
+    """
+    if not kwargs:
+        return
+    known = set(argument_names(Schedule))
+    reason = why if set(kwargs) <= known else "unknown argument(s)"
+    raise ValueError(
+        f"{schedule_class.__name__} does not take {sorted(kwargs)}: {reason}. It takes "
+        f"{argument_names(schedule_class)}. Received: "
+        + ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
+    )
 
 
 def argument_names(schedule_class: type) -> list[str]:
     """The arguments a schedule class takes.
 
-    A subclass's `**kwargs` is taken to pass Schedule's own arguments on; a built-in
-    schedule that refuses the ones it does not use names its catch-all `**unused`.
+    A subclass's `**kwargs` is taken to pass its parent's arguments on (the next
+    class in its MRO that defines `__init__`); a built-in schedule that refuses
+    the ones it does not use names its catch-all `**unused`.
     """
     names, forwards = [], False
     for name, parameter in inspect.signature(schedule_class).parameters.items():
@@ -101,8 +111,11 @@ def argument_names(schedule_class: type) -> list[str]:
             forwards = name != "unused"
         elif parameter.kind is not inspect.Parameter.VAR_POSITIONAL:
             names.append(name)
-    if forwards and schedule_class is not Schedule:
-        names += [name for name in argument_names(Schedule) if name not in names]
+    if forwards:
+        defining = [cls for cls in schedule_class.__mro__ if "__init__" in vars(cls)]
+        parent = next((cls for cls in defining[1:] if issubclass(cls, Schedule)), None)
+        if parent is not None:
+            names += [name for name in argument_names(parent) if name not in names]
     return names
 
 

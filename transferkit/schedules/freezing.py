@@ -48,7 +48,7 @@ class NoFreeze(Schedule):
         warmup: float = defaults.WARMUP,
         **unused,
     ):
-        reject_unused(NoFreeze, unused, "it never freezes the backbone")
+        reject_unused(type(self), unused, "it never freezes the backbone")
         self.fine_tune_learning_rate = check_positive(
             "fine_tune_learning_rate", fine_tune_learning_rate
         )
@@ -83,7 +83,7 @@ class Freeze(Schedule):
         warmup: float = defaults.WARMUP,
         **unused,
     ):
-        reject_unused(Freeze, unused, "it never unfreezes the backbone")
+        reject_unused(type(self), unused, "it never unfreezes the backbone")
         self.learning_rate = check_positive("learning_rate", learning_rate)
         self.warmup = check_warmup(warmup)
 
