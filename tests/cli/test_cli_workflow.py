@@ -193,3 +193,9 @@ def test_fit_from_a_csv_with_overwrite_keeps_other_files(trained, tmp_path):
     assert pd.read_csv(run / "history.csv")["phase"].tolist() == ["frozen"]
     # No file was skipped this time, so there is no skipped.csv.
     assert {path.name for path in run.iterdir()} == RUN_FILES - {"skipped.csv"} | {"notes.md"}
+    # The command's settings travel in the model, so a FineTuner loaded from it reads the CSV.
+    import transferkit as tk
+
+    loaded = tk.load(run / "model.keras")
+    assert (loaded.path_column, loaded.label_column) == ("file", "class")
+    assert loaded.schedule == tk.Freeze()

@@ -216,11 +216,15 @@ def run(args: argparse.Namespace) -> int:
     check_backbone(args.backbone)
     from transferkit.finetuner import FineTuner
 
+    # Every setting the command line chose is the FineTuner's, so it travels in model.keras.
     finetuner = FineTuner(
         args.backbone,
         weights=weights,
         input_shape=args.input_size,
         schedule=_schedule(args),
+        validation_split=args.validation_split,
+        path_column=args.path_column,
+        label_column=args.label_column,
         seed=args.seed,
     )
     train, validation, skipped = _read_data(args)
