@@ -269,3 +269,16 @@ def test_an_unregistered_schedule_is_named(tmp_path):
     }
     with pytest.raises(ValueError, match="schedule 'Missing' cannot be rebuilt"):
         tk.FineTuner.from_config(config)
+
+
+def test_a_0_1_model_of_a_registry_backbone_keeps_its_registry_name():
+    # transferkit 0.1's layout: an anonymous functional model named after the backbone.
+    inputs = keras.Input((None, None, 3), name="image")
+    x = tk.layers.BackbonePreprocessing((16, 16), mode="tf", name="preprocessing")(inputs)
+    x = tiny_backbone()(x)
+    head = ClassificationHead(num_classes=2, class_names=["cat", "dog"], name="head")
+    legacy = keras.Model(inputs, head(x), name="transferkit_mobilenet")
+    ft = tk.FineTuner.from_model(legacy)
+    assert ft.backbone == "mobilenet" and ft.backbone_name == "mobilenet"
+    assert ft.get_config()["backbone"] == "mobilenet"
+    assert isinstance(ft.model, tk.ImageClassifier) and ft.class_names == ["cat", "dog"]

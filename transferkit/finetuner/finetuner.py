@@ -8,7 +8,7 @@ import pandas as pd
 
 from transferkit import defaults
 from transferkit import schedules as schedules_module
-from transferkit.backbones import build_backbone, get_backbone_spec, list_backbones
+from transferkit.backbones import BACKBONES, build_backbone, get_backbone_spec
 from transferkit.data import ImageSource, as_image_source, make_dataset, stratified_split
 from transferkit.data.duplicates import warn_if_overlapping
 from transferkit.features import FeatureCache, default_cache
@@ -907,7 +907,7 @@ class FineTuner:
             head.pop("name", None)
             config = {
                 # A registry name keeps the log's and the CLI's wording; else the model.
-                "backbone": backbone_name if backbone_name in list_backbones() else model.backbone,
+                "backbone": backbone_name if backbone_name in BACKBONES else model.backbone,
                 "num_classes": model.head.num_classes,
                 "weights": None,
                 "head": keras.saving.serialize_keras_object(ClassificationHead.from_config(head)),
