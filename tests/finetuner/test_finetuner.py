@@ -445,3 +445,19 @@ def test_freeze_and_unfreeze_say_what_trains():
     assert ft.model.backbone.get_layer("block1_bn").trainable
     with pytest.raises(ValueError, match="unit='rows'"):
         ft.unfreeze(unit="rows")
+
+
+def test_unfreeze_recompiles_and_a_phase_trains_what_it_returned(image_folder, capfd):
+    ft = tiny_finetuner(schedule=tk.NoFreeze())
+    train, validation = ft.split(image_folder())
+    top = ft.unfreeze(1, lowest_block_multiplier=0.5)
+    assert "top 1/2 blocks of tiny trainable at 0.5x-0.5x" in capfd.readouterr().err
+    # Keras's own fit would train what unfreeze says: the model was recompiled.
+    assert ft.model.optimizer.lr_multipliers == {"block2_conv/": 0.5}
+    before = ft.model.backbone.get_layer("block1_conv").get_weights()
+    # A phase that would unfreeze everything trains only what `unfreeze` returned.
+    phase = tk.schedules.Phase("unfrozen", 0, 1, None, 1e-2)
+    ft.fit_phase(phase, train, validation, batch_size=8, verbose=0, trainable=top)
+    after = ft.model.backbone.get_layer("block1_conv").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    assert ft.model.optimizer.lr_multipliers == {"block2_conv/": 0.5}

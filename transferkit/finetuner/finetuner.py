@@ -21,6 +21,7 @@ from transferkit.finetuner.freezing import (
     apply_phase,
     backbone_units,
     describe_phase,
+    describe_trainable,
     set_trainable,
 )
 from transferkit.finetuner.lr_finder import LRFinderResult, find_learning_rate
@@ -295,7 +296,7 @@ class FineTuner:
             self.model.finetuner_config = self.get_config()
         except ValueError:
             pass  # an unregistered custom schedule: `save` says so, with the fix
-        self.freeze()
+        set_trainable(backbone, 0)  # the first phase sets (and logs) what trains
         logger.info(
             f"built {spec.name} ({backbone.count_params():,} parameters, input "
             f"{image_size[0]}x{image_size[1]}, preprocessing {spec.preprocessing!r}) with a "
@@ -309,13 +310,18 @@ class FineTuner:
 
     # === What trains ===
     def freeze(self) -> Trainable:
-        """Freezes the whole backbone: only the head trains in the next `fit_phase`.
+        """Freezes the whole backbone, recompiles, and says so in the log.
+
+        Pass what it returns to `fit_phase(..., trainable=...)` to train the head
+        alone (on cached features), or train `self.model` with Keras's `fit`.
 
         Returns:
             A `Trainable` saying what trains.
         """
         self._require_built("model")
-        return set_trainable(self.model.backbone, 0)
+        trainable = set_trainable(self.model.backbone, 0)
+        self._recompile(trainable, defaults.LEARNING_RATE)
+        return trainable
 
     def unfreeze(
         self,
@@ -325,12 +331,14 @@ class FineTuner:
         train_bn: bool = False,
         lowest_block_multiplier: float = defaults.LOWEST_BLOCK_MULTIPLIER,
     ) -> Trainable:
-        """Makes the top `blocks` of the backbone trainable (all of it by default).
+        """Makes the top `blocks` of the backbone trainable, recompiles, and says so.
 
         BatchNorm stays in inference mode unless `train_bn`; the trainable blocks
         learn at multipliers of the head's rate falling geometrically to
-        `lowest_block_multiplier` (see `Schedule`). The next `fit_phase`
-        recompiles.
+        `lowest_block_multiplier` (see `Schedule`). `self.model` is recompiled
+        with a layer-wise optimizer carrying those multipliers (at the default
+        fine-tuning rate), so Keras's own `fit` trains what this says; pass what
+        it returns to `fit_phase(..., trainable=...)` to run a phase with it.
 
         Args:
             blocks: int or None. Blocks (or layers) from the top; `None`
@@ -346,13 +354,21 @@ class FineTuner:
         backbone = self.model.backbone
         count = len(backbone_units(backbone, unit)) if blocks is None else blocks
         multiplier = check_multiplier(lowest_block_multiplier)
-        return set_trainable(
+        trainable = set_trainable(
             backbone,
             count,
             unit=unit,
             train_bn=train_bn,
             multipliers=block_multipliers(count, multiplier),
         )
+        self._recompile(trainable, defaults.FINE_TUNE_LEARNING_RATE)
+        return trainable
+
+    def _recompile(self, trainable: Trainable, learning_rate: float) -> None:
+        """Recompiles `self.model` after a change of `trainable`, and logs both."""
+        optimizer = get_optimizer(self.optimizer, learning_rate, trainable.lr_multipliers)
+        self.model.compile(optimizer=optimizer, jit_compile=self.jit_compile)
+        logger.info(f"{describe_trainable(trainable, self.backbone_name)}; recompiled")
 
     # === Data ===
     def _source(self, data, labels=None, *, class_names=None, require_labels=True) -> ImageSource:
@@ -560,6 +576,7 @@ class FineTuner:
         verbose="auto",
         initial_epoch: int | None = None,
         last: bool = True,
+        trainable: Trainable | None = None,
     ) -> None:
         """Runs one phase: sets what trains, recompiles (and says so), and trains.
 
@@ -579,10 +596,15 @@ class FineTuner:
                 Defaults to `phase.start_epoch`.
             last: bool. Whether the phase ends the run (a frozen phase that
                 ends the run caches more augmented views). Defaults to `True`.
+            trainable: `Trainable` or None. What `freeze()` or `unfreeze()`
+                returned: the phase trains that, at its multipliers, whatever
+                `phase.trainable_blocks` says. `None` sets it from the phase and
+                the schedule. Defaults to `None`.
         """
         self._require_built("model")
         schedule = schedules_module.get(schedule if schedule is not None else self.schedule)
-        trainable = apply_phase(self.model.backbone, phase, schedule)
+        if trainable is None:
+            trainable = apply_phase(self.model.backbone, phase, schedule)
         logger.info(describe_phase(phase, trainable, self.backbone_name))
         if self.seed is not None:
             # Reseed per phase: a cache hit skips the work that would otherwise

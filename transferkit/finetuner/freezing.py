@@ -121,20 +121,24 @@ def apply_phase(backbone: keras.Model, phase: Phase, schedule: Schedule) -> Trai
     )
 
 
+def describe_trainable(trainable: Trainable, backbone_name: str) -> str:
+    """What trains, in words: the trainable units, their multipliers, BatchNorm's mode."""
+    if trainable.frozen:
+        return f"backbone {backbone_name} frozen, head trains"
+    what = (
+        f"top {trainable.units}/{trainable.total_units} {trainable.unit} of "
+        f"{backbone_name} trainable"
+    )
+    values = list(trainable.lr_multipliers.values())
+    if values:
+        what += f" at {min(values):.3g}x-{max(values):.3g}x the head's learning rate"
+    return what + ", BatchNorm " + ("trains" if trainable.train_bn else "kept in inference mode")
+
+
 def describe_phase(phase: Phase, trainable: Trainable, backbone_name: str) -> str:
     """A log line saying what a phase trains."""
-    if trainable.frozen:
-        what = f"backbone {backbone_name} frozen, head trains"
-    else:
-        what = (
-            f"top {trainable.units}/{trainable.total_units} {trainable.unit} of "
-            f"{backbone_name} trainable"
-        )
-        values = list(trainable.lr_multipliers.values())
-        if values:
-            what += f" at {min(values):.3g}x-{max(values):.3g}x the head's learning rate"
-        what += ", BatchNorm " + ("trains" if trainable.train_bn else "kept in inference mode")
     return (
-        f"epoch {phase.start_epoch + 1}-{phase.end_epoch}: phase {phase.name!r}: {what}; "
+        f"epoch {phase.start_epoch + 1}-{phase.end_epoch}: phase {phase.name!r}: "
+        f"{describe_trainable(trainable, backbone_name)}; "
         f"recompiled (head learning rate {phase.learning_rate:.3g})"
     )
