@@ -160,7 +160,12 @@ def test_corrupt_model_file(folder, tmp_path):
     model = tmp_path / "model.keras"
     model.write_bytes(b"PK\x03\x04 truncated")
     result = run_cli("evaluate", model, folder("cat", "dog"))
-    assert_one_error_line(result, str(model), "not a .keras model file")
+    assert_one_error_line(
+        result,
+        str(model),
+        "is not a .keras file (a zip archive written by Keras)",
+        "expects a .keras file written by FineTuner.save",
+    )
 
 
 def test_predict_on_a_non_image_file(tmp_path):

@@ -1,7 +1,6 @@
 """What the commands read: labelled DATA (a folder or a CSV), images to predict, a model."""
 
 import os
-import zipfile
 
 DATA_FORMS = (
     "DATA must be a folder with one sub-folder per class (data/cat/*.jpg, data/dog/*.jpg, ...) "
@@ -157,7 +156,11 @@ def check_model_path(model: str) -> None:
 
 
 def load_model(model: str):
-    """Loads a model saved by transferkit as a `FineTuner`, with an error that says what it got.
+    """Loads a model saved by transferkit as a `FineTuner`.
+
+    `transferkit.load` already answers a file it cannot load (not a .keras
+    archive, damaged, holding code, or another kind of model) with a one-line
+    error that names the file and says what it expects; it is passed on as is.
 
     Raises:
         FileNotFoundError: if there is no file at `model`.
@@ -166,22 +169,7 @@ def load_model(model: str):
     from transferkit.finetuner import load
 
     check_model_path(model)
-    path = os.path.expanduser(model)
-    advice = "Pass a .keras file written by `transferkit fit` or FineTuner.save()."
-    # Keras answers a file that isn't a zip archive with "File not found", which
-    # misleads when the file is right there.
-    if path.endswith(".keras") and not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"{model!r} is not a .keras model file (those are zip archives): it may be "
-            f"truncated, or another kind of file. {advice}"
-        )
-    try:
-        return load(path)
-    except Exception as error:
-        reason = " ".join(str(error).split()).rstrip(".") or type(error).__name__
-        raise ValueError(
-            f"Could not load a transferkit model from {model!r}: {reason}. {advice}"
-        ) from error
+    return load(os.path.expanduser(model))
 
 
 def weights_argument(value: str):
