@@ -1,4 +1,4 @@
-"""The `transferkit` command line: fit, evaluate, predict, backbones and demo.
+"""The `transferkit` command line: fit, evaluate, predict, export, tune, backbones, demo.
 
 Importing this package is cheap: TensorFlow and the rest of transferkit are
 imported by the commands that need them, so `transferkit --help` answers at once.

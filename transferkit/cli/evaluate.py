@@ -5,7 +5,8 @@ import json
 import os
 import sys
 
-from transferkit.cli.parsing import add_column_options, add_command, check_int
+from transferkit import defaults
+from transferkit.cli.parsing import add_column_options, add_command, add_defaulted, check_int
 
 OUTPUTS = (
     "metrics.json",
@@ -52,7 +53,7 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
         action="store_true",
         help="write into a non-empty --out DIR, replacing only the files listed above",
     )
-    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="(default: 32)")
+    add_defaulted(parser, "--batch-size", defaults.BATCH_SIZE, type=int, metavar="N")
     add_column_options(parser)
     parser.set_defaults(run=run)
     return parser

@@ -5,7 +5,13 @@ import os
 import sys
 
 from transferkit import defaults
-from transferkit.cli.parsing import add_column_options, add_command, check_int, check_positive
+from transferkit.cli.parsing import (
+    add_column_options,
+    add_command,
+    add_defaulted,
+    check_int,
+    check_positive,
+)
 
 _FLOAT32, _FLOAT16 = defaults.TOLERANCES[None], defaults.TOLERANCES["float16"]
 
@@ -72,7 +78,7 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
         help="largest probability difference --check accepts for a float export",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="(default: 32)")
+    add_defaulted(parser, "--batch-size", defaults.BATCH_SIZE, type=int, metavar="N")
     add_column_options(parser)
     parser.set_defaults(run=run)
     return parser

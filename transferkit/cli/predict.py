@@ -3,7 +3,8 @@
 import argparse
 import sys
 
-from transferkit.cli.parsing import add_command, check_int
+from transferkit import defaults
+from transferkit.cli.parsing import add_command, add_defaulted, check_int
 
 DESCRIPTION = """\
 Predict the class of images with a saved model. IMAGES are image files and/or folders
@@ -32,7 +33,7 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the --csv FILE if it exists"
     )
-    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="(default: 32)")
+    add_defaulted(parser, "--batch-size", defaults.BATCH_SIZE, type=int, metavar="N")
     parser.set_defaults(run=run)
     return parser
 

@@ -140,7 +140,7 @@ class FineTuner:
         input_shape: tuple[int, int, int] | int | None = None,
         schedule: str | schedules_module.Schedule = "freeze_unfreeze",
         optimizer: str = defaults.OPTIMIZER,
-        augmentation="flip",
+        augmentation=defaults.AUGMENTATION,
         cached_views: int | None = None,
         cache_features: "bool | FeatureCache" = True,
         jit_compile: bool = False,

@@ -15,6 +15,7 @@ import keras
 import keras_tuner
 import pandas as pd
 
+from transferkit import defaults
 from transferkit.features import FeatureCache
 from transferkit.finetuner import FineTuner
 from transferkit.heads import ClassificationHead
@@ -125,17 +126,17 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
     def __init__(
         self,
         class_names: Sequence[str],
-        backbones: str | Sequence[str] = "resnet50",
+        backbones: str | Sequence[str] = defaults.BACKBONE,
         *,
         epochs: int = 5,
         search_space: Mapping | None = None,
         weights: "str | os.PathLike | None | Mapping" = "imagenet",
         input_shape: tuple[int, int, int] | int | None = None,
-        optimizer: str = "adam",
-        augmentation="flip",
+        optimizer: str = defaults.OPTIMIZER,
+        augmentation=defaults.AUGMENTATION,
         cached_views: int | None = None,
         cache_features: "bool | FeatureCache" = True,
-        validation_split: float = 0.2,
+        validation_split: float = defaults.VALIDATION_SPLIT,
         objective: str = "val_accuracy",
         seed: int | None = 0,
         name: str | None = None,
@@ -240,7 +241,7 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
         validation_data=None,
         epochs: int | None = None,
         initial_epoch: int = 0,
-        batch_size: int = 32,
+        batch_size: int = defaults.BATCH_SIZE,
         callbacks: list | None = None,
         class_weight: dict | None = None,
         shuffle: bool = True,

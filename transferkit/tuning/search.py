@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import keras_tuner
 
+from transferkit import defaults
 from transferkit.features import FeatureCache
 from transferkit.tuning import distributed
 from transferkit.tuning.hypermodel import FineTunerHyperModel
@@ -26,9 +27,9 @@ def tune(
     data,
     labels=None,
     *,
-    backbones: str | Sequence[str] = "resnet50",
+    backbones: str | Sequence[str] = defaults.BACKBONE,
     validation_data=None,
-    validation_split: float = 0.2,
+    validation_split: float = defaults.VALIDATION_SPLIT,
     epochs: int = 5,
     max_trials: int = 10,
     tuner: "str | type[keras_tuner.Tuner]" = "random",
@@ -36,11 +37,11 @@ def tune(
     objective: str = "val_accuracy",
     weights: "str | os.PathLike | None | Mapping" = "imagenet",
     input_shape: tuple[int, int, int] | int | None = None,
-    optimizer: str = "adam",
-    augmentation="flip",
+    optimizer: str = defaults.OPTIMIZER,
+    augmentation=defaults.AUGMENTATION,
     cached_views: int | None = None,
     cache_features: "bool | FeatureCache" = True,
-    batch_size: int = 32,
+    batch_size: int = defaults.BATCH_SIZE,
     class_weight: "dict | str | None" = None,
     callbacks: list | None = None,
     directory: str | os.PathLike = "transferkit_tuning",
