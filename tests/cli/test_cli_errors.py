@@ -201,3 +201,15 @@ def _tiny_model(tmp_path):
     path = tmp_path / "model.keras"
     finetuner.save(path)
     return path
+
+
+def test_a_semicolon_separated_csv_is_named_as_such(folder, tmp_path):
+    images = folder("cat", "dog")
+    csv = tmp_path / "labels.csv"
+    first = sorted(images.rglob("*.png"))[0]
+    csv.write_text(f"path;label\n{first};cat\n")
+    result = run_cli("fit", csv, "--out", tmp_path / "run")
+    assert_one_error_line(
+        result, "its only column, 'path;label', looks like a header separated by ';'"
+    )
+    assert not (tmp_path / "run").exists()

@@ -66,7 +66,17 @@ def _read_csv(path: str, path_column: str, label_column: str):
         if column not in frame.columns
     ]
     if missing:
+        from transferkit.data.csv_inputs import separator_hint
+
         flag, column = missing[0]
+        if separator_hint(list(frame.columns)):
+            header = frame.columns[0]
+            separator = next(sep for sep in (";", "\t", "|") if sep in header)
+            raise ValueError(
+                f"The CSV {path} has no column {column!r}: its only column, {header!r}, looks "
+                f"like a header separated by {separator!r}, and a CSV is read as "
+                "comma-separated. Save the file with commas."
+            )
         raise ValueError(
             f"The CSV {path} has no column {column!r}; its columns are "
             f"{list(frame.columns)}. Name the right one with {flag}."
