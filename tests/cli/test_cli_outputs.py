@@ -62,6 +62,7 @@ def assert_output_error(result, *fragments):
         (["evaluate", "model.keras", "data", "--out", IMPOSSIBLE], "--out"),
         (["tune", "data", "--out", IMPOSSIBLE, "--weights", "none"], "--out"),
         (["predict", "model.keras", "cat.png", "--csv", f"{IMPOSSIBLE}.csv"], "--csv"),
+        (["export", "model.keras", f"{IMPOSSIBLE}.tflite", "--format", "litert"], "OUT"),
         # A folder source that does not exist: whatever happens, the real demo never runs.
         (
             [
@@ -77,11 +78,11 @@ def assert_output_error(result, *fragments):
             "--out",
         ),
     ],
-    ids=["fit", "evaluate", "tune", "predict", "demo"],
+    ids=["fit", "evaluate", "tune", "predict", "export", "demo"],
 )
 def test_an_impossible_output_fails_first(inputs, command, named):
     result = run_cli(*command, cwd=inputs)
-    path = command[command.index(named) + 1]
+    path = command[2] if named == "OUT" else command[command.index(named) + 1]
     assert_output_error(result, f"{named} {path!r}", "/proc does not take new files or folders")
 
 

@@ -105,7 +105,15 @@ def _check_options(args) -> None:
 
 
 def _check_out(out: str, format: str, overwrite: bool) -> None:
-    """Refuses to replace an existing export (and, for LiteRT, its JSON file) unasked."""
+    """Refuses to replace an existing export (and, for LiteRT, its JSON file) unasked.
+
+    Also checks, before any work, that OUT's folder can be written: an export is
+    written beside its destination and renamed onto it.
+    """
+    from pathlib import Path
+
+    from transferkit.cli.outputs import check_writable_folder
+
     targets = [out, f"{out}.json"] if format == "litert" else [out]
     for target in targets:
         if os.path.exists(os.path.expanduser(target)) and not overwrite:
@@ -113,6 +121,7 @@ def _check_out(out: str, format: str, overwrite: bool) -> None:
                 f"{target!r} already exists. Pass --overwrite to replace it, or choose "
                 "another OUT."
             )
+    check_writable_folder(Path(out).expanduser().parent, f"OUT {out!r}")
 
 
 def _check_data(data: str | None, flag: str) -> None:
