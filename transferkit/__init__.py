@@ -24,6 +24,7 @@ from transferkit import (
     offline,
     optimizers,
     plots,
+    report,
     schedules,
     tuning,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "offline",
     "optimizers",
     "plots",
+    "report",
     "schedules",
     "tuning",
 ]
