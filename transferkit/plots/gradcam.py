@@ -26,13 +26,16 @@ def _short(label) -> str:
     return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
 
 
-def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """An image with a heat map blended over it, as a uint8 RGB array.
+
+    Each pixel takes the map's colour in proportion to the square root of its
+    value: the hot regions stand out and the cold ones show the image itself.
 
     Args:
         image: array `(height, width, 3)`, values 0-255.
         heatmap: array `(h, w)` in `[0, 1]`; resized to the image if needed.
-        alpha: float. Weight of the heat map's colours. Defaults to `0.45`.
+        alpha: float. Weight of the colour where the map is 1. Defaults to `0.5`.
     """
     from PIL import Image
 
@@ -42,7 +45,9 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.n
         resized = Image.fromarray(heatmap).resize(image.shape[1::-1], Image.BILINEAR)
         heatmap = np.asarray(resized, dtype="float32")
     colours = colormaps[HEATMAP_COLOURS](heatmap)[..., :3] * 255.0
-    return np.clip((1 - alpha) * image + alpha * colours, 0, 255).astype("uint8")
+    # Coloured where the map is high only: cold regions keep the image as it is.
+    weight = alpha * np.sqrt(heatmap)[..., None]
+    return np.clip((1 - weight) * image + weight * colours, 0, 255).astype("uint8")
 
 
 def _check_explanation(explanation):
@@ -84,7 +89,7 @@ def plot_gradcam(
     path: str | os.PathLike | None = None,
     max_images: int = 16,
     columns: int = 4,
-    alpha: float = 0.45,
+    alpha: float = 0.5,
 ) -> Figure:
     """Draws each Grad-CAM heat map over its image (red: where the class's score rose most).
 
@@ -94,8 +99,8 @@ def plot_gradcam(
             are created, an existing file replaced). Defaults to `None`.
         max_images: int. How many images to show at most. Defaults to `16`.
         columns: int. Images per row. Defaults to `4`.
-        alpha: float. Opacity of the heat map's colours, in `[0, 1]`.
-            Defaults to `0.45`.
+        alpha: float. Opacity of the heat map's colours where the map is 1,
+            in `[0, 1]`. Defaults to `0.5`.
 
     Returns:
         The `matplotlib.figure.Figure`, one axes per image, titled with the
@@ -139,7 +144,7 @@ def plot_top_losses(
     explanation,
     path: str | os.PathLike | None = None,
     columns: int = 4,
-    alpha: float = 0.45,
+    alpha: float = 0.5,
 ) -> Figure:
     """The images the model got most wrong, each with the Grad-CAM of its prediction.
 
@@ -151,7 +156,8 @@ def plot_top_losses(
         path: str, path or None. Where to save the figure as a PNG. Defaults
             to `None`.
         columns: int. Images per row. Defaults to `4`.
-        alpha: float. Opacity of the heat map's colours. Defaults to `0.45`.
+        alpha: float. Opacity of the heat map's colours where the map is 1.
+            Defaults to `0.5`.
 
     Returns:
         The `matplotlib.figure.Figure`, each image titled with the predicted
