@@ -78,3 +78,23 @@ def test_bad_tta_values(trained):
     with pytest.raises(ValueError, match="tta=\\[\\]"):
         trained[0].evaluate(_images(), ["cat"] * 5, tta=[])
 
+
+def test_the_command_line_takes_tta(trained, capsys):
+    from transferkit.cli import main
+
+    ft, data, root = trained
+    csv = root / "tta.csv"
+    assert main(["predict", str(root / "model.keras"), str(data), "--tta", "--csv", str(csv)]) == 0
+    import pandas as pd
+
+    written = pd.read_csv(csv)
+    expected = ft.predict(sorted(data.rglob("*.png")), tta=True)
+    np.testing.assert_allclose(
+        written.sort_values("path")["prob_dog"], expected.sort_values("path")["prob_dog"], 1e-5
+    )
+    capsys.readouterr()
+    assert main(["evaluate", str(root / "model.keras"), str(data), "--tta", "--json"]) == 0
+    import json
+
+    accuracy = json.loads(capsys.readouterr().out)["accuracy"]
+    assert accuracy == pytest.approx(ft.evaluate(data, tta=True)["accuracy"])
