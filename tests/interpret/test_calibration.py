@@ -172,6 +172,8 @@ def test_a_threshold_for_a_named_metric_is_saved_and_used(trained, tmp_path):
     assert list(predictions["label"]) == list(expected)
     report = ft.evaluate(validation)
     assert list(report.predictions["label"]) == list(expected)
+    explained = ft.explain(validation).predictions  # explains the class predict gives
+    assert list(explained["label"]) == list(explained["explained"]) == list(expected)
     ft.save(tmp_path / "threshold.keras")
     assert tk.load(tmp_path / "threshold.keras").model.head.decision_threshold == threshold
     # Calibrating again without a metric goes back to the most probable class.

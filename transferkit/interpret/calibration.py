@@ -286,7 +286,7 @@ def probabilities_from_logits(logits: np.ndarray, temperature: float) -> np.ndar
     """One probability column per class from logits, as the head computes them."""
     scaled = np.asarray(logits, dtype="float64") / temperature
     if scaled.shape[1] == 1:
-        positive = 1.0 / (1.0 + np.exp(-scaled[:, 0]))
+        positive = 0.5 * (1.0 + np.tanh(scaled[:, 0] / 2.0))  # the sigmoid, without overflow
         return np.stack([1.0 - positive, positive], axis=1)
     shifted = np.exp(scaled - scaled.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)

@@ -268,7 +268,9 @@ class GradCAM:
         raw, logits = raw.numpy(), logits.numpy()
         if logits.shape[-1] == 1:
             # For the first class of a sigmoid head the score is -logit.
-            positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+            # The decision threshold applies to the calibrated probability, as in predict.
+            temperature = float(keras.ops.convert_to_numpy(self.classifier.head.temperature))
+            positive = 0.5 * (1.0 + np.tanh(logits[:, 0] / (2.0 * temperature)))
             explained = np.asarray(class_indices).copy()
             unknown = explained < 0
             explained[unknown] = self.classifier.head.predicted_indices(
