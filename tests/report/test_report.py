@@ -136,3 +136,24 @@ def test_the_report_command_has_help_with_an_example(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert text.startswith("usage: transferkit report") and "transferkit report runs/cats" in text
+
+
+def test_top_losses_of_images_held_in_memory(tmp_path, capfd):
+    import keras
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (12, 16, 16, 3)).astype("float32")
+    labels = np.array(["cat", "dog"] * 6)
+    inputs = keras.Input((16, 16, 3))
+    backbone = keras.Model(inputs, keras.layers.Conv2D(4, 3, name="conv")(inputs), name="tiny")
+    ft = tk.FineTuner(backbone, weights=None, schedule="freeze", seed=0)
+    ft.fit(images, labels, epochs=1, batch_size=4, verbose=0)
+    report = ft.evaluate(images, labels)
+    written = tk.report.write_run_details(tmp_path, ft, report, images=images, top_losses=3)
+    assert "top_losses.png" in written
+    assert len(pd.read_csv(tmp_path / "top_losses.csv")) == 3
+    written = tk.report.write_run_details(tmp_path, ft, report)  # no way to see the images
+    assert "top_losses.png" not in written and not (tmp_path / "top_losses.png").exists()
+    assert "no images to draw them from" in capfd.readouterr().err
