@@ -34,18 +34,23 @@ def _small_conv_backbone(size=8, name="small"):
 
 # The smallest sizes that every architecture accepts; at these, InceptionV3 and
 # InceptionResNetV2 output a single cell, so their map comes from inside the backbone.
+# Random weights with BatchNorm in inference mode can shrink the features to ~1e-19
+# (MobileNet), so the probabilities tie at 0.5 and "the predicted class" is arbitrary:
+# both classes are explained, on one image. With one sigmoid logit their maps are the
+# positive and the negative part of the same map: one of them has a layout.
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_every_registered_backbone_gives_a_heat_map(name):
     size = max(64, BACKBONES[name].min_size)
     ft = tk.FineTuner(name, num_classes=2, weights=None, input_shape=size, seed=0)
     ft.build(["cat", "dog"])
-    explanation = ft.explain(_images(2, size))
+    explanation = ft.explain(_images(1, size).repeat(2, axis=0), class_name=["cat", "dog"])
     maps = explanation.heatmaps
     assert maps.shape == (2, size, size) and maps.dtype == np.float32
-    assert np.isfinite(maps).all()
-    assert maps.min() >= 0 and np.isclose(maps.max(axis=(1, 2)), 1.0).all()
-    assert (maps.max(axis=(1, 2)) > maps.min(axis=(1, 2))).all(), "a constant map"
+    assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
+    spread = maps.max(axis=(1, 2)) - maps.min(axis=(1, 2))
+    assert spread.max() > 0, "both maps are constant"
+    assert np.isclose(maps.max(axis=(1, 2))[spread.argmax()], 1.0)
     assert explanation.layer in [layer.name for layer in ft.model.backbone.layers]
     del ft, explanation
     keras.utils.clear_session()

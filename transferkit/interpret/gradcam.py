@@ -171,8 +171,8 @@ class Explanation:
         heatmaps: array `(N, height, width)`, float32 in `[0, 1]`, at the size
             the model sees (`model.image_size`); 1 marks where the explained
             class's score rose most. An all-zero map means no region raised it.
-        images: array `(N, height, width, 3)`, float32 values 0-255: the images
-            resized as the model sees them, for overlays.
+        images: array `(N, height, width, 3)`, uint8: the images resized as
+            the model sees them, for overlays (kept small: a quarter of floats).
         predictions: `pandas.DataFrame`. As `FineTuner.predict` returns them,
             with an `explained` column: the class each map explains.
         layer: str. The backbone layer whose feature map was used.
@@ -319,7 +319,7 @@ def explain_batches(gradcam: GradCAM, dataset, class_indices=None):
             break
         maps, batch_logits = gradcam(batch, indices)
         heatmaps.append(maps)
-        images.append(batch)
+        images.append(np.clip(np.round(batch), 0, 255).astype("uint8"))
         logits.append(batch_logits)
         start += count
     if not heatmaps:
