@@ -58,6 +58,10 @@ def test_the_benchmark_runs_on_a_tiny_model(tmp_path, monkeypatch, capsys):
     assert table["accuracy_gain"].iloc[0] == 0 and (table["seconds"] > 0).all()
     calibration = figures["calibration"]
     assert calibration["validation_images"] == 8 and calibration["accuracy_unchanged"]
-    assert calibration["validation_ece_after"] <= calibration["validation_ece_before"] + 1e-9
+    # Temperature scaling minimises the loss, not this error: on 8 images of a model that
+    # learned little, the error may go either way. The figures must be there and sane.
+    for key in ("validation_ece_before", "validation_ece_after", "test_ece_before"):
+        assert 0 <= calibration[key] <= 1
+    assert calibration["temperature"] > 0
     written = json.loads((tmp_path / "figures.json").read_text())
     assert written["gradcam"]["images"] == 5 and len(written["tta"]) == 3
