@@ -17,7 +17,10 @@ class ClassificationHead(keras.layers.Layer):
     Pools the feature map, runs an optional stack of dense blocks (dense, then
     optional batch normalization, activation and dropout) and ends in the output
     layer: a single sigmoid unit for two classes, one sigmoid per class for
-    multi-label problems, and a softmax otherwise.
+    multi-label problems, and a softmax otherwise. The output layer computes
+    logits; they are divided by the head's `temperature` (a non-trainable
+    weight, 1 until `FineTuner.calibrate` fits it) before the sigmoid or
+    softmax, so a calibrated model is saved, loaded and exported calibrated.
 
     The head carries the class names, so a saved model knows what it predicts.
     It is split into `pool()` and `classify()` because pooling has no weights:
@@ -41,6 +44,11 @@ class ClassificationHead(keras.layers.Layer):
             once (independent sigmoids). Defaults to `False`.
         class_names: list of str or None. Names of the classes, in output
             order. Defaults to `None` (the names `"0"`, `"1"`, ...).
+        decision_threshold: float or None. For two classes only: the
+            probability of the second class from which `FineTuner.predict`
+            and `evaluate` predict it (usually set by
+            `FineTuner.calibrate(..., threshold_metric=...)`). `None` predicts
+            the more probable class (a threshold of 0.5). Defaults to `None`.
         **kwargs: Base layer keyword arguments, such as `name`.
 
     Example:
@@ -60,6 +68,7 @@ class ClassificationHead(keras.layers.Layer):
         batch_norm: bool = False,
         multi_label: bool = False,
         class_names: Sequence[str] | None = None,
+        decision_threshold: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -93,6 +102,19 @@ class ClassificationHead(keras.layers.Layer):
                 f"({'multi-label' if multi_label else 'single-label'}). "
                 f"Received: num_classes={num_classes}"
             )
+        if decision_threshold is not None:
+            if isinstance(decision_threshold, bool) or not 0 < decision_threshold < 1:
+                raise ValueError(
+                    "`decision_threshold` must be a probability strictly between 0 and 1, or "
+                    f"None. Received: decision_threshold={decision_threshold!r}"
+                )
+            if multi_label or (num_classes is not None and int(num_classes) != 2):
+                raise ValueError(
+                    "`decision_threshold` is for a two-class (single-label) head; this one has "
+                    f"num_classes={num_classes}, multi_label={multi_label}. Received: "
+                    f"decision_threshold={decision_threshold!r}"
+                )
+            decision_threshold = float(decision_threshold)
         self.num_classes = None if num_classes is None else int(num_classes)
         self.pooling = pooling
         self.hidden_units = hidden_units
@@ -101,6 +123,7 @@ class ClassificationHead(keras.layers.Layer):
         self.batch_norm = bool(batch_norm)
         self.multi_label = bool(multi_label)
         self.class_names = class_names
+        self.decision_threshold = decision_threshold
 
         # === Layers ===
         if pooling == "avg":
@@ -125,13 +148,14 @@ class ClassificationHead(keras.layers.Layer):
         )
         self.output_layer = None
         if self.num_classes is not None:
+            # Logits: the sigmoid or softmax comes after the temperature (`classify`).
             self.output_layer = keras.layers.Dense(
                 self.output_units,
-                activation="sigmoid" if self.uses_sigmoid else "softmax",
                 # Mixed precision must not reach the probabilities.
                 dtype="float32",
                 name="predictions",
             )
+        self.temperature = None
 
     # === Properties ===
     @property
@@ -163,6 +187,12 @@ class ClassificationHead(keras.layers.Layer):
             class_names: sequence of str or None. Defaults to `None`.
             name: str or None. The new layer's name. Defaults to a fresh one.
         """
+        if self.decision_threshold is not None and num_classes != 2:
+            raise ValueError(
+                f"This head has decision_threshold={self.decision_threshold}, which is for a "
+                f"two-class head; it cannot get {num_classes} classes. Leave "
+                "decision_threshold unset (FineTuner.calibrate chooses one for two classes)."
+            )
         config = self.get_config()
         config.update(num_classes=num_classes, class_names=class_names)
         config.pop("name", None)
@@ -177,6 +207,10 @@ class ClassificationHead(keras.layers.Layer):
 
     def classify(self, pooled, training=None):
         """Maps pooled feature vectors to class probabilities."""
+        return self.outputs_from_logits(self.logits(pooled, training=training))
+
+    def logits(self, pooled, training=None):
+        """Maps pooled feature vectors to logits: the output layer, before the temperature."""
         x = pooled
         for block in self.blocks:
             for layer in block:
@@ -184,6 +218,15 @@ class ClassificationHead(keras.layers.Layer):
         if self.output_dropout is not None:
             x = self.output_dropout(x, training=training)
         return self.output_layer(x)
+
+    def outputs_from_logits(self, logits):
+        """Divides logits by the temperature, then applies the sigmoid or the softmax."""
+        # Logits are float32 (the output layer's dtype), as is the temperature; passing
+        # the variable itself keeps a model built on symbolic inputs reading its value.
+        scaled = keras.ops.divide(logits, self.temperature)
+        if self.uses_sigmoid:
+            return keras.ops.sigmoid(scaled)
+        return keras.ops.softmax(scaled, axis=-1)
 
     def build(self, input_shape):
         if self.output_layer is None:
@@ -198,6 +241,15 @@ class ClassificationHead(keras.layers.Layer):
                 layer.build(shape)
                 shape = layer.compute_output_shape(shape)
         self.output_layer.build(shape)
+        # Non-trainable: only `FineTuner.calibrate` sets it, on held-out data.
+        self.temperature = self.add_weight(
+            shape=(),
+            initializer="ones",
+            trainable=False,
+            dtype="float32",
+            autocast=False,
+            name="temperature",
+        )
         self.built = True
 
     def call(self, features, training=None):
@@ -229,6 +281,28 @@ class ClassificationHead(keras.layers.Layer):
             return np.concatenate([1.0 - outputs, outputs], axis=1)
         return outputs
 
+    def predicted_indices(self, probabilities: np.ndarray) -> np.ndarray:
+        """The predicted class of each row of `probabilities` (from `probabilities()`).
+
+        The most probable class, or for a two-class head with a
+        `decision_threshold`, the second class wherever its probability
+        reaches the threshold.
+        """
+        probabilities = np.asarray(probabilities)
+        if self.decision_threshold is not None and probabilities.shape[1] == 2:
+            return (probabilities[:, 1] >= self.decision_threshold).astype("int64")
+        return probabilities.argmax(axis=1)
+
+    # === Saving ===
+    def load_own_variables(self, store):
+        # Files saved before the head had a temperature (transferkit 0.1 and later
+        # models saved before calibration existed) hold no variable of the head's own:
+        # they load uncalibrated, at temperature 1.
+        if self.built and len(store.keys()) == 0:
+            self.temperature.assign(1.0)
+            return
+        super().load_own_variables(store)
+
     def get_config(self):
         return {
             **super().get_config(),
@@ -240,4 +314,5 @@ class ClassificationHead(keras.layers.Layer):
             "batch_norm": self.batch_norm,
             "multi_label": self.multi_label,
             "class_names": self.class_names,
+            "decision_threshold": self.decision_threshold,
         }

@@ -46,14 +46,13 @@ backbone, weights, described = pick_backbone(args.weights)
 print(f"backbone: {described}")
 
 # 3. Fine-tune with the default recipe: head warm-up on cached features, then unfreeze.
+schedule = tk.FreezeUnfreeze(frozen_epochs=args.frozen_epochs)
 ft = tk.FineTuner(
-    backbone,
-    weights=weights,
-    input_shape=args.image_size,
-    schedule=tk.FreezeUnfreeze(frozen_epochs=args.frozen_epochs),
-    seed=args.seed,
+    backbone, weights=weights, input_shape=args.image_size, schedule=schedule, seed=args.seed
 )
-ft.fit(train.data, train.labels, epochs=args.epochs, verbose=2)
+# TensorBoard logs of every phase, as one run: tensorboard --logdir runs/cats_vs_dogs
+logs = tk.report.tensorboard_callbacks(Path(args.out) / "logs", schedule.plan(args.epochs))
+ft.fit(train.data, train.labels, epochs=args.epochs, verbose=2, callbacks=logs)
 
 # 4. Measure on the held-out split, and look at some predictions.
 report = ft.evaluate(test.data, test.labels)
@@ -61,7 +60,7 @@ print(f"\nheld-out accuracy: {report['accuracy']:.4f} on {report['num_images']} 
 print(report.confusion_matrix)
 print(report.predictions.head(8))
 
-# 5. Save the model, history, predictions, metrics and plots.
+# 5. Save the model, history, predictions, metrics, plots and the report (report.html).
 seconds = time.perf_counter() - started
 write_results(ft, report, test, out, seconds, vars(args))
 print(f"results in {out}/ after {seconds:.0f}s")

@@ -28,6 +28,15 @@ RUN_FILES = {
     "history.png",
     "confusion_matrix.png",
     "predictions.png",
+    # The run report, what it reads, and the TensorBoard logs (tests/report).
+    "run.json",
+    "per_class.csv",
+    "calibration.csv",
+    "reliability.png",
+    "top_losses.csv",
+    "top_losses.png",
+    "report.html",
+    "logs",
 }
 
 

@@ -67,6 +67,14 @@ def test_run_writes_the_results_folder(image_folder, tmp_path, monkeypatch):
         "history.png",
         "confusion_matrix.png",
         "predictions.png",
+        "run.json",
+        "per_class.csv",
+        "calibration.csv",
+        "reliability.png",
+        "top_losses.csv",
+        "top_losses.png",
+        "report.html",
+        "logs",
     }
     assert json.loads((out / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
     assert list(pd.read_csv(out / "history.csv")["phase"]) == ["frozen", "unfrozen"]

@@ -54,6 +54,12 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
         help="write into a non-empty --out DIR, replacing only the files listed above",
     )
     add_defaulted(parser, "--batch-size", defaults.BATCH_SIZE, type=int, metavar="N")
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average the model over each image and its mirror "
+        "(twice the time)",
+    )
     add_column_options(parser)
     parser.set_defaults(run=run)
     return parser
@@ -83,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         source = read_labelled(
             args.data, args.path_column, args.label_column, class_names=finetuner.class_names
         )
-    report = finetuner.evaluate(source, batch_size=args.batch_size)
+    report = finetuner.evaluate(source, batch_size=args.batch_size, tta=args.tta)
     if args.json:
         print(json.dumps(report_dict(report, with_confusion=True), indent=2))
     else:

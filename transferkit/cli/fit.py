@@ -44,6 +44,17 @@ OUTPUTS = (
     "history.png",
     "confusion_matrix.png",
     "predictions.png",
+    # The run report and what it reads (transferkit.report.DETAIL_FILES), and the
+    # TensorBoard logs (transferkit.report.LOG_FOLDER); named here so that checking
+    # the output folder does not import TensorFlow.
+    "run.json",
+    "per_class.csv",
+    "calibration.csv",
+    "reliability.png",
+    "top_losses.csv",
+    "top_losses.png",
+    "report.html",
+    "logs",
 )
 
 DESCRIPTION = """\
@@ -58,6 +69,10 @@ and write the run folder:
   predictions.csv       the validation images' predictions, with true_label
   skipped.csv           files left out as unusable (only if there were any)
   history.png, confusion_matrix.png, predictions.png
+  run.json, per_class.csv, calibration.csv, reliability.png, top_losses.csv,
+  top_losses.png        the settings and phases, and what the report shows
+  report.html           the run report: one page, images inside (`transferkit report`)
+  logs/                 TensorBoard logs of every phase: tensorboard --logdir RUN_DIR
 
 DATA is a folder with one sub-folder per class (data/cat/*.jpg, data/dog/*.jpg) or a CSV
 file with a path and a label column (relative paths are relative to the CSV's folder).
@@ -233,16 +248,23 @@ def run(args: argparse.Namespace) -> int:
         f"images of {len(train.class_names)} classes {train.class_names}; validating on "
         f"{len(validation)} images."
     )
-    history = finetuner.fit(
-        train,
-        validation_data=validation,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        # Progress bars on a terminal; one line per epoch in a log file or a pipe.
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
+    new_folder = not out.exists()
+    try:
+        history = finetuner.fit(
+            train,
+            validation_data=validation,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            callbacks=_tensorboard(out, finetuner, args.epochs),
+            # Progress bars on a terminal; one line per epoch in a log file or a pipe.
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    except BaseException:
+        _remove_logs(out, new_folder)
+        raise
     report = finetuner.evaluate(validation, batch_size=args.batch_size)
     _write_run(out, args.overwrite, finetuner, history, report, skipped)
+    _write_report(out, finetuner, report, args)
     metrics = report.metrics
     print(
         f"Validation accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f} on "
@@ -309,5 +331,39 @@ def _write_files(out, overwrite, finetuner, history, report, skipped) -> None:
     plot_predictions(None, report.predictions, out / "predictions.png")
 
 
+def _tensorboard(out, finetuner, epochs) -> list:
+    import shutil
+
+    from transferkit import schedules
+    from transferkit.report import LOG_FOLDER, tensorboard_callbacks
+
+    # Logs of an earlier run in this folder (only --overwrite gets here) would show
+    # as the same run in TensorBoard.
+    shutil.rmtree(out / LOG_FOLDER, ignore_errors=True)
+    plan = schedules.get(finetuner.schedule).plan(epochs)
+    return tensorboard_callbacks(out / LOG_FOLDER, plan)
+
+
+def _remove_logs(out, new_folder) -> None:
+    """A failed fit leaves no logs behind, nor the folder it created for them."""
+    import shutil
+
+    from transferkit.report import LOG_FOLDER
+
+    shutil.rmtree(out / LOG_FOLDER, ignore_errors=True)
+    if new_folder and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
+def _write_report(out, finetuner, report, args) -> None:
+    from transferkit.report import write_report, write_run_details
+
+    data = f"trained on {args.data}; measured on " + (
+        args.validation_data or f"a {args.validation_split:g} split of it"
+    )
+    write_run_details(out, finetuner, report, epochs=args.epochs, data=data)
+    write_report(out)
+
+
 def _written(out, skipped) -> list[str]:
-    return [name for name in OUTPUTS if name != "skipped.csv" or len(skipped)]
+    return [name for name in OUTPUTS if (out / name).exists()]

@@ -5,12 +5,12 @@ import sys
 import traceback
 import warnings
 
-from transferkit.cli import backbones, demo, evaluate, export, fit, predict, tune
+from transferkit.cli import backbones, demo, evaluate, export, fit, predict, report, tune
 from transferkit.cli.parsing import HelpFormatter
 from transferkit.cli.runtime import configure_logging, restore_logging
 from transferkit.version import __version__
 
-COMMANDS = (fit, evaluate, predict, export, tune, backbones, demo)
+COMMANDS = (fit, evaluate, predict, export, tune, report, backbones, demo)
 
 # Errors whose message is the whole story; anything else is shown with its type.
 EXPECTED_ERRORS = (ValueError, TypeError, OSError)

@@ -34,6 +34,12 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace the --csv FILE if it exists"
     )
     add_defaulted(parser, "--batch-size", defaults.BATCH_SIZE, type=int, metavar="N")
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average the model over each image and its mirror "
+        "(twice the time)",
+    )
     parser.set_defaults(run=run)
     return parser
 
@@ -59,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     finetuner = load_model(args.model)
     with deferred_warnings():
         source = as_image_source(image_paths(args.images), require_labels=False)
-    predictions = finetuner.predict(source, batch_size=args.batch_size)
+    predictions = finetuner.predict(source, batch_size=args.batch_size, tta=args.tta)
     if args.csv is None:
         table = predictions[["path", "label", "probability"]]
         print(table.to_string(index=False, formatters={"probability": "{:.4f}".format}))

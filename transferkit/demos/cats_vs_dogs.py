@@ -34,6 +34,7 @@ from transferkit.offline import (
     load_cifar10_cats_vs_dogs,
     mobilenet_imagenet_weights,
 )
+from transferkit.report import LOG_FOLDER, tensorboard_callbacks, write_report, write_run_details
 from transferkit.schedules import FreezeUnfreeze
 from transferkit.utils.log import logger
 
@@ -222,7 +223,7 @@ def pick_backbone(weights: str = "auto", backbone: str = "resnet50") -> tuple[st
 
 # === Results ===
 def write_results(ft: FineTuner, report, test: Split, out: Path, seconds: float, settings: dict):
-    """Writes the results folder: model, history, predictions, metrics and plots."""
+    """Writes the results folder: model, history, predictions, metrics, plots and the report."""
     from transferkit import plots
 
     out.mkdir(parents=True, exist_ok=True)
@@ -235,6 +236,16 @@ def write_results(ft: FineTuner, report, test: Split, out: Path, seconds: float,
     plots.plot_confusion_matrix(report.confusion_matrix, out / "confusion_matrix.png")
     plots.plot_predictions(test.images, report.predictions, out / "predictions.png")
     ft.save(out / "model.keras", overwrite=True)
+    write_run_details(
+        out,
+        ft,
+        report,
+        images=test.images,
+        epochs=settings.get("epochs"),
+        data=f"measured on {test.description}",
+        seconds=round(seconds, 1),
+    )
+    write_report(out)
 
 
 def run(
@@ -256,7 +267,10 @@ def run(
     accuracy, confusion matrix and a few predictions, and writes `out/`:
     `model.keras`, `history.csv`, `predictions.csv`, `confusion_matrix.csv`,
     `metrics.json`, `history.png`, `confusion_matrix.png` and `predictions.png`
-    (the most confidently wrong test images first).
+    (the most confidently wrong test images first), the run report
+    `report.html` with the files it reads (`run.json`, `per_class.csv`,
+    `calibration.csv`, `reliability.png`, `top_losses.csv`, `top_losses.png`),
+    and the TensorBoard logs of every phase in `logs/`.
 
     Raises:
         FileExistsError: if `out` holds files and `overwrite` is not set.
@@ -273,14 +287,17 @@ def run(
     print(f"data: {train.description}; {test.description}")
     print(f"backbone: {described}")
 
+    schedule = FreezeUnfreeze(frozen_epochs=frozen_epochs)
     ft = FineTuner(
         backbone,
         weights=backbone_weights,
         input_shape=(image_size, image_size, 3),
-        schedule=FreezeUnfreeze(frozen_epochs=frozen_epochs),
+        schedule=schedule,
         seed=seed,
     )
-    ft.fit(train.data, train.labels, epochs=epochs, verbose=2)
+    shutil.rmtree(out / LOG_FOLDER, ignore_errors=True)  # an earlier run's (with overwrite)
+    logs = tensorboard_callbacks(out / LOG_FOLDER, schedule.plan(epochs))
+    ft.fit(train.data, train.labels, epochs=epochs, verbose=2, callbacks=logs)
     report = ft.evaluate(test.data, test.labels)
 
     print(f"\nheld-out accuracy: {report['accuracy']:.4f} on {report['num_images']} images")

@@ -40,6 +40,15 @@ from transferkit.finetuner.training import (
     head_model,
 )
 from transferkit.heads import ClassificationHead
+from transferkit.interpret.calibration import CalibrationResult
+from transferkit.interpret.gradcam import Explanation
+from transferkit.interpret.model import (
+    calibrate_classifier,
+    explain_images,
+    outputs_with_views,
+    reset_calibration,
+)
+from transferkit.interpret.tta import tta_views
 from transferkit.layers import BackbonePreprocessing
 from transferkit.models import ImageClassifier
 from transferkit.models.legacy import is_legacy_classifier, upgrade_legacy_classifier
@@ -520,6 +529,8 @@ class FineTuner:
             split_seed = int(np.random.default_rng().integers(2**31))
 
         train, validation = self.split(data, labels, validation_data, seed=split_seed)
+        # A calibration fitted to the weights before this run would not fit those after.
+        reset_calibration(self.model.head)
 
         # === Callbacks ===
         rows = list(state["history"]) if state else []
@@ -541,7 +552,7 @@ class FineTuner:
         for phase in phases:
             if phase.end_epoch <= done:
                 continue
-            recorder.phase_name = phase.name
+            recorder.start_phase(phase.name)
             self.fit_phase(
                 phase,
                 train,
@@ -722,28 +733,39 @@ class FineTuner:
         )
 
     # === Inference ===
-    def predict(self, images, batch_size: int = defaults.BATCH_SIZE) -> pd.DataFrame:
+    def predict(self, images, batch_size: int = defaults.BATCH_SIZE, *, tta=False) -> pd.DataFrame:
         """Predicts the class of each image.
 
         Args:
             images: A path, a list of paths, a folder, a DataFrame with a path
                 column, an array `(N, H, W, 3)` of values 0-255, or a
-                `tf.data.Dataset` of images.
+                `tf.data.Dataset` of images (single or batched).
             batch_size: int. Defaults to `32`.
+            tta: bool or sequence of str. Test-time augmentation: average the
+                probabilities over fixed views of each image. `True` uses the
+                image and its mirror; or name the views from
+                `transferkit.interpret.TTA_VIEWS` (`"original"`, `"flip"`,
+                `"zoom"`, `"zoom_flip"`). Each view costs one more pass of the
+                model. Defaults to `False`.
 
         Returns:
             A `pandas.DataFrame` with one row per usable image: `path` (when the
             images came from files), `label`, `probability`, and one
-            `prob_<class>` column per class. Unreadable files are left out,
-            reported in the log and listed in `self.skipped`.
+            `prob_<class>` column per class. `label` is the most probable
+            class, or for a two-class model with a decision threshold (see
+            `calibrate`), the second class wherever its probability reaches
+            the threshold. Unreadable files are left out, reported in the log
+            and listed in `self.skipped`.
         """
         self._require_built("model")
+        views = tta_views(tta)
         source = self._source(images, require_labels=False)
-        probabilities = self._probabilities(source, batch_size)
-        return predictions_frame(probabilities, self.class_names, source.identifiers)
+        probabilities = self._probabilities(source, batch_size, views)
+        predicted = self.model.head.predicted_indices(probabilities)
+        return predictions_frame(probabilities, self.class_names, source.identifiers, predicted)
 
     def evaluate(
-        self, data, labels=None, batch_size: int = defaults.BATCH_SIZE
+        self, data, labels=None, batch_size: int = defaults.BATCH_SIZE, *, tta=False
     ) -> EvaluationReport:
         """Measures the model on labelled data.
 
@@ -751,31 +773,148 @@ class FineTuner:
             data: Labelled images in any form `fit` accepts.
             labels: array-like or None. Labels for a list of paths or an array.
             batch_size: int. Defaults to `32`.
+            tta: bool or sequence of str. Test-time augmentation, as in
+                `predict`. Defaults to `False`.
 
         Returns:
             An `EvaluationReport`: `metrics` (loss, accuracy, macro precision,
-            recall and F1), `per_class` precision and recall, the
-            `confusion_matrix` and the `predictions`, all pandas.
+            recall and F1, expected calibration error), `per_class` precision
+            and recall, the `confusion_matrix`, the `predictions` and the
+            `calibration` table, all pandas; `top_losses(k)` and
+            `most_confused()` list the mistakes.
 
         Raises:
             ValueError: if the data has a label the model was never trained on.
         """
         self._require_built("model")
+        views = tta_views(tta)
         source = self._source(data, labels, class_names=self.class_names)
-        probabilities = self._probabilities(source, batch_size)
-        source_labels = source.labels
-        if source_labels is None and source.dataset is not None:
-            # make_dataset turns one-hot and (batch, 1) labels into class indices.
-            labelled = make_dataset(source, self.image_size, batch_size)
-            source_labels = np.concatenate([np.asarray(y) for _, y in labelled])
+        probabilities = self._probabilities(source, batch_size, views)
         return evaluation_report(
-            probabilities, source_labels, self.class_names, source.identifiers
+            probabilities,
+            self._labels(source, batch_size),
+            self.class_names,
+            source.identifiers,
+            self.model.head.predicted_indices(probabilities),
         )
 
-    def _probabilities(self, source, batch_size):
+    def _labels(self, source, batch_size) -> np.ndarray:
+        if source.labels is None and source.dataset is not None:
+            # make_dataset turns one-hot and (batch, 1) labels into class indices.
+            labelled = make_dataset(source, self.image_size, batch_size)
+            return np.concatenate([np.asarray(y) for _, y in labelled])
+        return source.labels
+
+    def _probabilities(self, source, batch_size, views=None):
         dataset = make_dataset(source, self.image_size, batch_size, include_labels=False)
-        outputs = self.model.predict(dataset, verbose=0)
+        outputs = outputs_with_views(self.model, dataset, views)
         return self.model.head.probabilities(outputs)
+
+    # === Understanding the model ===
+    def explain(
+        self,
+        images,
+        class_name: str | list[str] | None = None,
+        *,
+        layer: str | None = None,
+        batch_size: int = defaults.BATCH_SIZE,
+    ) -> Explanation:
+        """Shows where the model looks: a Grad-CAM heat map per image.
+
+        The map is computed at the backbone's last spatial feature map (see
+        `transferkit.interpret.find_feature_map`), through the head as it runs
+        in the model.
+
+        Args:
+            images: Images in any form `predict` accepts; also the DataFrame
+                of `EvaluationReport.top_losses` (for images read from files).
+            class_name: str, list of str or None. The class to explain: `None`
+                for each image's predicted class, one name for all images, or
+                one name per image. Defaults to `None`.
+            layer: str or None. A backbone layer to read instead. Defaults to
+                `None`.
+            batch_size: int. Defaults to `32`.
+
+        Returns:
+            An `Explanation`: `heatmaps` `(N, height, width)` in `[0, 1]` at the
+            model's image size, the `images` as the model saw them, the
+            `predictions` (with the `explained` class) and the `layer` used;
+            `explanation.plot(path)` draws the overlays.
+
+        Raises:
+            ValueError: for an unknown class, or a backbone with no spatial
+                feature map (a dense backbone, pooling inside).
+
+        Example:
+
+        ```python
+        explanation = ft.explain(["cat.jpg", "dog.jpg"])
+        explanation.plot("gradcam.png")
+        ```
+        """
+        self._require_built("model")
+        source = self._source(images, require_labels=False)
+        return explain_images(self.model, source, class_name, layer, batch_size)
+
+    def calibrate(
+        self,
+        validation_data,
+        labels=None,
+        *,
+        threshold_metric: str | None = None,
+        batch_size: int = defaults.BATCH_SIZE,
+    ) -> CalibrationResult:
+        """Makes the probabilities trustworthy: fits temperature scaling on held-out data.
+
+        Divides the model's logits by the one number (the temperature) that
+        minimises the cross-entropy on `validation_data`: the predicted class
+        never changes, the confidence does. The temperature is a weight of the
+        head, so the calibration is saved, loaded and exported with the model.
+        A later `fit` resets it. Use images the model did not train on (its
+        validation split), never the test images you report.
+
+        Args:
+            validation_data: Labelled held-out images in any form `fit` accepts.
+            labels: array-like or None. Labels for a list of paths or an array.
+            threshold_metric: str or None. For a two-class model: also choose
+                the decision threshold (on the second class's calibrated
+                probability) that maximises this metric on `validation_data`:
+                `"accuracy"`, `"balanced_accuracy"`, `"f1"` (of the second
+                class) or `"macro_f1"`. It is saved with the model, and
+                `predict` and `evaluate` use it. `None` keeps the plain rule
+                (the most probable class). Defaults to `None`.
+            batch_size: int. Defaults to `32`.
+
+        Returns:
+            A `CalibrationResult`: the temperature, the expected calibration
+            error and loss before and after, and the threshold.
+
+        Raises:
+            ValueError: for data without labels or with a class the model does
+                not know, a multi-label model, or a threshold metric for more
+                than two classes.
+
+        Example:
+
+        ```python
+        train, validation = ft.split("data/train")
+        ft.calibrate(validation, threshold_metric="f1")
+        ```
+        """
+        self._require_built("model")
+        try:
+            source = self._source(validation_data, labels, class_names=self.class_names)
+        except ValueError as error:
+            raise ValueError(
+                f"calibrate needs labelled held-out images of the model's classes "
+                f"{self.class_names}: {error}"
+            ) from error
+        return calibrate_classifier(
+            self.model,
+            make_dataset(source, self.image_size, batch_size, include_labels=False),
+            self._labels(source, batch_size),
+            threshold_metric,
+        )
 
     # === Saving ===
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
@@ -925,7 +1064,8 @@ class FineTuner:
         config = dict(model.finetuner_config or {})
         if not config:
             head = model.head.get_config()
-            head.update(num_classes=None, class_names=None)
+            # The decision threshold belongs to the trained model, not to the settings.
+            head.update(num_classes=None, class_names=None, decision_threshold=None)
             head.pop("name", None)
             config = {
                 # A registry name keeps the log's and the CLI's wording; else the model.

@@ -1,29 +1,41 @@
 """pandas out: the history of a run, predictions and evaluation reports."""
 
 import dataclasses
+import time
 
 import keras
 import numpy as np
 import pandas as pd
 
+from transferkit.interpret.calibration import reliability_table, table_error
+
 
 class HistoryRecorder(keras.callbacks.Callback):
-    """Records one row per epoch: phase, learning rate, losses, metrics and seconds."""
+    """Records one row per epoch: phase, learning rate, losses, metrics and seconds.
+
+    The first epoch of a phase started with `start_phase` counts from that call,
+    so its seconds include the phase's set-up: compiling and, for a frozen phase
+    on cached features, extracting the features.
+    """
 
     def __init__(self, phase_name: str, rows: list):
         super().__init__()
         self.phase_name = phase_name
         self.rows = rows
         self._started = 0.0
+        self._phase_started = None
+
+    def start_phase(self, name: str) -> None:
+        """Names the rows that follow and starts the clock of the phase's first epoch."""
+        self.phase_name = name
+        self._phase_started = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
-        import time
-
         self._started = time.perf_counter()
+        if self._phase_started is not None:
+            self._started, self._phase_started = self._phase_started, None
 
     def on_epoch_end(self, epoch, logs=None):
-        import time
-
         learning_rate = getattr(self.model.optimizer, "learning_rate", None)
         row = {
             "epoch": epoch + 1,
@@ -60,15 +72,18 @@ def probability_column(class_name: str) -> str:
 
 
 def predictions_frame(
-    probabilities: np.ndarray, class_names: list[str], identifiers: list[str] | None
+    probabilities: np.ndarray,
+    class_names: list[str],
+    identifiers: list[str] | None,
+    predicted: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Builds the DataFrame `FineTuner.predict` returns.
 
-    Columns: `path` (when the images came from files), `label` (the most
-    probable class), `probability` (its probability), then one `prob_<class>`
-    column per class.
+    Columns: `path` (when the images came from files), `label` (the predicted
+    class: the most probable one unless `predicted` says otherwise),
+    `probability` (its probability), then one `prob_<class>` column per class.
     """
-    index = probabilities.argmax(axis=1)
+    index = probabilities.argmax(axis=1) if predicted is None else np.asarray(predicted)
     frame = pd.DataFrame()
     if identifiers is not None:
         frame["path"] = list(identifiers)
@@ -85,22 +100,101 @@ class EvaluationReport:
 
     Attributes:
         metrics: dict. `loss`, `accuracy`, `macro_precision`, `macro_recall`,
-            `macro_f1` and `num_images`.
+            `macro_f1`, `expected_calibration_error` and `num_images`.
         per_class: `pandas.DataFrame`. One row per class: `precision`,
             `recall`, `f1` and `support` (number of images of that class).
         confusion_matrix: `pandas.DataFrame`. Rows are true classes, columns
             predicted classes, values image counts.
         predictions: `pandas.DataFrame`. The predictions (as `predict` returns
             them) with a `true_label` column.
+        calibration: `pandas.DataFrame` or None. The reliability table (one
+            row per confidence bin: `lower`, `upper`, `count`, `confidence`,
+            `accuracy`), as `tk.plots.plot_reliability_diagram` draws it.
     """
 
     metrics: dict
     per_class: pd.DataFrame
     confusion_matrix: pd.DataFrame
     predictions: pd.DataFrame
+    calibration: pd.DataFrame | None = None
 
     def __getitem__(self, key):
         return self.metrics[key]
+
+    def losses(self) -> pd.Series:
+        """Each image's cross-entropy: minus the log of its true class's probability."""
+        frame = self.predictions
+        true = frame["true_label"].astype(str).to_numpy()
+        picked = np.empty(len(frame), dtype="float64")
+        for name in np.unique(true):
+            rows = true == name
+            picked[rows] = frame.loc[rows, probability_column(name)].to_numpy(dtype="float64")
+        return pd.Series(-np.log(np.clip(picked, 1e-7, 1.0)), index=frame.index, name="loss")
+
+    def top_losses(self, k: int = 9) -> pd.DataFrame:
+        """The `k` images the model got most wrong: the highest loss first.
+
+        Args:
+            k: int. How many images. Defaults to `9`.
+
+        Returns:
+            A `pandas.DataFrame` indexed by each image's position in the
+            evaluated data, with `path` (for files), `true_label`, `label`
+            (predicted), `probability` (of the predicted class) and `loss`.
+            `FineTuner.explain(top)` shows where the model looked.
+
+        Raises:
+            ValueError: if `k` is not a positive integer.
+
+        Example:
+
+        ```python
+        report = ft.evaluate("data/test")
+        top = report.top_losses(9)
+        tk.plots.plot_top_losses(top, ft.explain(top), "top_losses.png")
+        ```
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"`k` must be an integer >= 1. Received: k={k!r}")
+        wanted = ("path", "true_label", "label", "probability")
+        columns = [column for column in wanted if column in self.predictions]
+        frame = self.predictions[columns].copy()
+        frame["loss"] = self.losses()
+        return frame.sort_values("loss", ascending=False, kind="stable").head(k)
+
+    def most_confused(self, min_count: int = 1) -> pd.DataFrame:
+        """The pairs of classes the model mixes up most, as fastai's `most_confused`.
+
+        Args:
+            min_count: int. Leave out pairs with fewer mistakes. Defaults to `1`.
+
+        Returns:
+            A `pandas.DataFrame` with one row per (true, predicted) pair of
+            different classes, most frequent first: `true_label`, `label`
+            (predicted), `count`, `mean_probability` (of the predicted class),
+            `mean_loss`, and `paths` (a list, for files).
+
+        Raises:
+            ValueError: if `min_count` is not a positive integer.
+        """
+        if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+            raise ValueError(
+                f"`min_count` must be an integer >= 1. Received: min_count={min_count!r}"
+            )
+        frame = self.predictions.assign(loss=self.losses())
+        wrong = frame[frame["label"].astype(str) != frame["true_label"].astype(str)]
+        aggregations = {
+            "count": ("label", "size"),
+            "mean_probability": ("probability", "mean"),
+            "mean_loss": ("loss", "mean"),
+        }
+        if "path" in frame:
+            aggregations["paths"] = ("path", list)
+        pairs = wrong.groupby(["true_label", "label"], sort=False).agg(**aggregations)
+        pairs = pairs[pairs["count"] >= min_count].reset_index()
+        return pairs.sort_values(
+            ["count", "mean_loss"], ascending=[False, False], kind="stable"
+        ).reset_index(drop=True)
 
     def __repr__(self):
         metrics = ", ".join(
@@ -115,10 +209,15 @@ def evaluation_report(
     labels: np.ndarray,
     class_names: list[str],
     identifiers: list[str] | None,
+    predicted: np.ndarray | None = None,
 ) -> EvaluationReport:
-    """Computes accuracy, loss, per-class precision/recall and the confusion matrix."""
+    """Computes accuracy, loss, calibration, per-class precision/recall and the confusion matrix.
+
+    `predicted` gives the predicted class indices when they are not simply the
+    most probable classes (a two-class model with a decision threshold).
+    """
     labels = np.asarray(labels, dtype="int64")
-    predicted = probabilities.argmax(axis=1)
+    predicted = probabilities.argmax(axis=1) if predicted is None else np.asarray(predicted)
     num_classes = len(class_names)
     matrix = np.zeros((num_classes, num_classes), dtype="int64")
     np.add.at(matrix, (labels, predicted), 1)
@@ -132,12 +231,14 @@ def evaluation_report(
         index=pd.Index(class_names, name="class"),
     )
     picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
+    calibration = reliability_table(probabilities, labels) if len(labels) else None
     metrics = {
         "loss": float(-np.log(picked).mean()),
         "accuracy": float((predicted == labels).mean()),
         "macro_precision": float(precision.mean()),
         "macro_recall": float(recall.mean()),
         "macro_f1": float(f1.mean()),
+        "expected_calibration_error": table_error(calibration) if len(labels) else float("nan"),
         "num_images": int(len(labels)),
     }
     confusion = pd.DataFrame(
@@ -145,8 +246,8 @@ def evaluation_report(
         index=pd.Index(class_names, name="true"),
         columns=pd.Index(class_names, name="predicted"),
     )
-    predictions = predictions_frame(probabilities, class_names, identifiers)
+    predictions = predictions_frame(probabilities, class_names, identifiers, predicted)
     predictions.insert(
         1 if identifiers is not None else 0, "true_label", [class_names[i] for i in labels]
     )
-    return EvaluationReport(metrics, per_class, confusion, predictions)
+    return EvaluationReport(metrics, per_class, confusion, predictions, calibration)

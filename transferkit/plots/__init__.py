@@ -13,7 +13,9 @@ tk.plots.plot_predictions(None, report.predictions, "runs/cats/mistakes.png")
 ```
 """
 
+from transferkit.plots.calibration import plot_reliability_diagram
 from transferkit.plots.confusion import plot_confusion_matrix
+from transferkit.plots.gradcam import plot_gradcam, plot_top_losses
 from transferkit.plots.history import plot_history
 from transferkit.plots.lr_find import plot_lr_find
 from transferkit.plots.predictions import plot_predictions
@@ -21,8 +23,11 @@ from transferkit.plots.search import plot_search
 
 __all__ = [
     "plot_confusion_matrix",
+    "plot_gradcam",
     "plot_history",
     "plot_lr_find",
     "plot_predictions",
+    "plot_reliability_diagram",
     "plot_search",
+    "plot_top_losses",
 ]
