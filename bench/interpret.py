@@ -107,7 +107,8 @@ def measure(
     return {"tta": table, "calibration": calibration, "gradcam": gradcam}
 
 
-def main(argv=None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command line (building it runs nothing)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a model.keras of the reference example")
     parser.add_argument(
@@ -118,7 +119,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--gradcam-images", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
 
     ft = tk.load(args.model)
     train, test = load_data("cifar10", train_images=args.train_images, seed=args.seed)

@@ -10,7 +10,17 @@ import pytest
 from transferkit.cli import build_parser, main
 from transferkit.version import __version__
 
-COMMANDS = ("fit", "evaluate", "predict", "backbones", "demo", "demo cats-vs-dogs")
+COMMANDS = (
+    "fit",
+    "evaluate",
+    "predict",
+    "export",
+    "tune",
+    "report",
+    "backbones",
+    "demo",
+    "demo cats-vs-dogs",
+)
 
 
 def run_cli(*args):

@@ -148,8 +148,11 @@ def test_best_finetuner_has_the_best_epochs_weights_and_predicts(head_search, fo
     assert finetuner.history["epoch"].tolist() == list(range(1, EPOCHS + 1))
     # KerasTuner's own loading finds the same whole-model checkpoint.
     (from_keras_tuner,) = result.tuner.get_best_models(1)
-    for theirs, ours in zip(from_keras_tuner.weights, finetuner.model.weights, strict=True):
-        np.testing.assert_array_equal(theirs.numpy(), ours.numpy())
+    theirs = {weight.path: weight.numpy() for weight in from_keras_tuner.weights}
+    ours = {weight.path: weight.numpy() for weight in finetuner.model.weights}
+    assert set(theirs) == set(ours)
+    for path, value in ours.items():
+        np.testing.assert_array_equal(theirs[path], value, err_msg=path)
 
     predictions = finetuner.predict(sorted(str(p) for p in (folder / "cat").iterdir())[:3])
     assert list(predictions.columns) == ["path", "label", "probability", "prob_cat", "prob_dog"]
