@@ -20,6 +20,7 @@ from transferkit.finetuner.augmentation import augmentation_key
 from transferkit.finetuner.freezing import Trainable
 from transferkit.models import ImageClassifier
 from transferkit.optimizers import get_optimizer
+from transferkit.precision import dtype_policy_scope, model_precision
 from transferkit.schedules import Phase, Schedule
 
 
@@ -185,6 +186,7 @@ def cached_features(
             the caller has it already.
     """
     key = None
+    precision = model_precision(model)
     if cache is not None:
         key = cache.make_key(
             fingerprint_source(source),
@@ -193,6 +195,9 @@ def cached_features(
             views,
             None if augmentation is None else augmentation_key(augmentation),
             seed,
+            # Features computed in another precision differ slightly; float32 keys
+            # stay those of the cache's entries before precisions existed.
+            *([] if precision == "float32" else [precision]),
         )
         entry = cache.get(key)
         if entry is not None:
@@ -214,8 +219,11 @@ def cached_features(
 
 def head_model(head, feature_shape) -> keras.Model:
     """The head alone, from pooled features; it shares its weights with the classifier."""
-    inputs = keras.Input(shape=feature_shape, name="features")
-    return keras.Model(inputs, head.classify(inputs), name="head_only")
+    # Built in the head's dtype policy, so Keras's compile adds loss scaling to a
+    # mixed_float16 head as it does to the whole classifier.
+    with dtype_policy_scope(head.dtype_policy.name):
+        inputs = keras.Input(shape=feature_shape, name="features")
+        return keras.Model(inputs, head.classify(inputs), name="head_only")
 
 
 def _steps(source, batch_size, dataset):
