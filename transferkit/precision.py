@@ -16,6 +16,17 @@ import functools
 
 import keras
 
+__all__ = [
+    "PRECISIONS",
+    "CPU_BFLOAT16_SPEEDUP",
+    "Hardware",
+    "detect_hardware",
+    "resolve_precision",
+    "with_precision",
+    "model_precision",
+    "dtype_policy_scope",
+]
+
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 

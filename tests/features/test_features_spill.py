@@ -49,7 +49,8 @@ def test_a_frozen_phase_trains_on_spilled_features_batch_by_batch(image_folder, 
     history = ft.fit(image_folder(), epochs=3, batch_size=8, verbose=0)
     assert np.isfinite(history["loss"]).all() and history["val_loss"].notna().all()
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
-    assert cache.memory_bytes == 0 and len(list((tmp_path / "features").iterdir())) == 2  # train, validation
+    # Training and validation features, both on disk.
+    assert cache.memory_bytes == 0 and len(list((tmp_path / "features").iterdir())) == 2
 
 
 def test_disk_features_read_every_row_once_per_epoch(tmp_path):
