@@ -142,3 +142,20 @@ def test_a_copy_in_another_precision_computes_alike():
     np.testing.assert_allclose(
         copy.predict(images, verbose=0), model.predict(images, verbose=0), atol=0.05
     )
+
+
+def test_a_model_trained_in_bfloat16_exports_in_float32(image_folder, tmp_path):
+    import tensorflow as tf
+
+    ft = tiny_finetuner(precision="mixed_bfloat16", schedule=tk.Freeze(), cache_features=False)
+    ft.fit(image_folder(), epochs=1, batch_size=8, verbose=0)
+    ft.export(tmp_path / "exported", format="saved_model")
+    serving = tf.saved_model.load(str(tmp_path / "exported")).signatures["serving_default"]
+    images = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    outputs = serving(tf.constant(images))
+    assert outputs["probabilities"].dtype == tf.float32
+    np.testing.assert_allclose(
+        outputs["probabilities"].numpy()[:, 1],
+        ft.model.predict(images, verbose=0)[:, 0],
+        atol=1e-5,
+    )
