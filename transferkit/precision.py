@@ -160,7 +160,12 @@ def _with_policy(config, policy):
             and config.get("config", {}).get("name") in POLICIES
         ):
             return {**config, "config": {**config["config"], "name": policy}}
-        return {key: _with_policy(value, policy) for key, value in config.items()}
+        # A classifier's `finetuner_config` holds settings (maybe a serialized backbone
+        # as given), not this model's layers: it stays as it is.
+        return {
+            key: value if key == "finetuner_config" else _with_policy(value, policy)
+            for key, value in config.items()
+        }
     if isinstance(config, list):
         return [_with_policy(value, policy) for value in config]
     return config

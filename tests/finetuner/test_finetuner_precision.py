@@ -159,3 +159,34 @@ def test_a_model_trained_in_bfloat16_exports_in_float32(image_folder, tmp_path):
         ft.model.predict(images, verbose=0)[:, 0],
         atol=1e-5,
     )
+
+
+class Crash(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_a_run_in_bfloat16_resumes_from_its_checkpoint_in_bfloat16(image_folder, tmp_path):
+    root, checkpoints = image_folder(), tmp_path / "checkpoints"
+    ft = tiny_finetuner(precision="mixed_bfloat16", cache_features=FeatureCache())
+    with pytest.raises(KeyboardInterrupt):
+        ft.fit(
+            root,
+            epochs=2,
+            batch_size=8,
+            verbose=0,
+            checkpoint_dir=checkpoints,
+            callbacks=[Crash()],
+        )
+    # Interrupted mid-run: the FineTuner's model is float32 again, the policy restored.
+    assert model_precision(ft.model) == "float32"
+    assert keras.config.dtype_policy().name == "float32"
+
+    resumed = tiny_finetuner(precision="mixed_bfloat16", cache_features=FeatureCache())
+    seen = Seen(resumed)
+    history = resumed.fit(
+        root, epochs=2, batch_size=8, verbose=0, checkpoint_dir=checkpoints, callbacks=[seen]
+    )
+    assert history["epoch"].tolist() == [1, 2] and seen.precisions == ["mixed_bfloat16"]
+    assert model_precision(resumed.model) == "float32"
