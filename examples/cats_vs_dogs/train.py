@@ -27,6 +27,12 @@ parser.add_argument("--epochs", type=int, default=4)
 parser.add_argument("--frozen-epochs", type=int, default=1)
 parser.add_argument("--out", default="runs/cats_vs_dogs")
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument(
+    "--precision",
+    default=tk.defaults.PRECISION,
+    choices=tk.precision.PRECISIONS,
+    help="the dtype policy training computes in (auto: per hardware and backbone)",
+)
 parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
 args = parser.parse_args()
 # Refused before the data and the training, not after: the folder may hold an earlier run.
@@ -48,7 +54,12 @@ print(f"backbone: {described}")
 # 3. Fine-tune with the default recipe: head warm-up on cached features, then unfreeze.
 schedule = tk.FreezeUnfreeze(frozen_epochs=args.frozen_epochs)
 ft = tk.FineTuner(
-    backbone, weights=weights, input_shape=args.image_size, schedule=schedule, seed=args.seed
+    backbone,
+    weights=weights,
+    input_shape=args.image_size,
+    schedule=schedule,
+    precision=args.precision,
+    seed=args.seed,
 )
 # TensorBoard logs of every phase, as one run: tensorboard --logdir runs/cats_vs_dogs
 logs = tk.report.tensorboard_callbacks(Path(args.out) / "logs", schedule.plan(args.epochs))

@@ -253,3 +253,20 @@ def test_many_files_keep_their_order(tmp_path):
     assert len(usable) == 59 and skipped["path"].tolist() == [paths[17]]
     firsts = [decode_as_training_does(p)[0, 0, 0] for p in usable]
     assert firsts == [i for i in range(60) if i != 17]
+
+
+def test_long_scans_draw_a_progress_bar(tmp_path, capsys, monkeypatch):
+    paths = []
+    for i in range(12):
+        path = tmp_path / f"{i}.jpg"
+        solid((i, 0, 0), size=(4, 4)).save(path)
+        paths.append(str(path))
+    scan_images(paths)
+    assert "files/s" not in capsys.readouterr().out  # short: no bar
+    monkeypatch.setattr("transferkit.defaults.SCAN_PROGRESS_FILES", 10)
+    usable, _ = scan_images(paths)
+    out = capsys.readouterr().out
+    assert "12/12" in out and "files/s" in out
+    assert usable == paths
+    scan_images(paths, progress=False)
+    assert capsys.readouterr().out == ""

@@ -76,6 +76,8 @@ NON_DEFAULTS = [
         lambda tmp: FeatureCache(tmp / "features", max_memory_bytes=0, persist=True),
     ),
     ("jit_compile", lambda tmp: True),
+    ("precision", lambda tmp: "mixed_bfloat16"),
+    ("precision", lambda tmp: "auto"),
     ("validation_split", lambda tmp: 0.25),
     ("path_column", lambda tmp: "file"),
     ("label_column", lambda tmp: "animal"),

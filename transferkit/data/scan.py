@@ -23,14 +23,17 @@ checked against PIL:
 import hashlib
 import os
 import stat
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
+import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from transferkit import defaults
 from transferkit.utils.files import atomic_path, cache_dir
 from transferkit.utils.log import logger
 
@@ -45,7 +48,7 @@ _MAX_WORKERS = 8
 _TENSORFLOW_CHECK = "needs a TensorFlow check"
 
 
-def scan_images(paths: list[str]) -> tuple[list[str], pd.DataFrame]:
+def scan_images(paths: list[str], progress: bool | None = None) -> tuple[list[str], pd.DataFrame]:
     """Checks that every file is an image TensorFlow can read, before training.
 
     Each file is fully decoded, so truncated files are caught (PIL's `verify()`
@@ -58,6 +61,9 @@ def scan_images(paths: list[str]) -> tuple[list[str], pd.DataFrame]:
 
     Args:
         paths: list of str. Image file paths.
+        progress: bool or None. Whether to draw a progress bar (files/s) while
+            checking. `None` draws one for long scans, from
+            `transferkit.defaults.SCAN_PROGRESS_FILES` files. Defaults to `None`.
 
     Returns:
         A tuple `(usable, skipped)`: the usable paths in input order (a
@@ -78,7 +84,9 @@ def scan_images(paths: list[str]) -> tuple[list[str], pd.DataFrame]:
         # Entered once here, not in the worker threads: catch_warnings isn't
         # thread-safe. PIL's warnings (palette transparency, odd EXIF) are noise here.
         warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
-        results = _map(_inspect, paths)
+        if progress is None:
+            progress = len(paths) >= defaults.SCAN_PROGRESS_FILES
+        results = _map(_inspect, paths, progress)
         # PIL's header parse can't tell whether TensorFlow will read a PNG, GIF, BMP
         # or WebP; decoding them with the op the training pipeline uses can.
         unchecked = [i for i, (_, reason) in enumerate(results) if reason is _TENSORFLOW_CHECK]
@@ -106,11 +114,22 @@ def scan_images(paths: list[str]) -> tuple[list[str], pd.DataFrame]:
     return usable, skipped
 
 
-def _map(function, paths: list[str]) -> list:
+def _map(function, paths: list[str], progress: bool = False) -> list:
     if len(paths) < 2:
         return [function(path) for path in paths]
+    bar = keras.utils.Progbar(len(paths), unit_name="file") if progress else None
+    # About twenty updates in all: a log file gets lines, not a flood.
+    every = max(1000, len(paths) // 20)
+    started, results = time.perf_counter(), []
     with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, 2 * (os.cpu_count() or 1))) as pool:
-        return list(pool.map(function, paths))
+        # pool.map submits every path up front but yields results in order, holding
+        # only results: memory stays flat whatever the number of files.
+        for result in pool.map(function, paths):
+            results.append(result)
+            if bar is not None and (len(results) % every == 0 or len(results) == len(paths)):
+                rate = len(results) / max(1e-9, time.perf_counter() - started)
+                bar.update(len(results), values=[("files/s", rate)])
+    return results
 
 
 def _inspect(path: str) -> tuple[str | None, str | None]:

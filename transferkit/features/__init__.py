@@ -1,12 +1,18 @@
 """The feature cache: a frozen backbone's features, computed once."""
 
 from transferkit.features.cache import FeatureCache, default_cache
-from transferkit.features.extraction import extract_features, model_fingerprint, source_fingerprint
+from transferkit.features.extraction import (
+    extract_features,
+    feature_batches,
+    model_fingerprint,
+    source_fingerprint,
+)
 
 __all__ = [
     "FeatureCache",
     "default_cache",
     "extract_features",
+    "feature_batches",
     "model_fingerprint",
     "source_fingerprint",
 ]

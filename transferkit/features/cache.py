@@ -24,8 +24,30 @@ from transferkit.utils.log import logger
 DEFAULT_MEMORY_BYTES = 4 * 2**30
 
 
+# Spilled entries are written and checked in pieces of this size, so that neither
+# costs memory in proportion to the entry.
+_CHUNK_BYTES = 16 * 2**20
+
+
 def _digest(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).view(np.uint8)).hexdigest()
+
+
+def _digest_npy(path: Path) -> str:
+    """The digest of a `.npy` file's array, read in chunks rather than mapped whole.
+
+    A memory-mapped array that is read end to end stays resident (its pages count
+    in the process's memory) until the system needs them back; plain reads do not.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        if np.lib.format.read_magic(file) == (1, 0):
+            np.lib.format.read_array_header_1_0(file)
+        else:
+            np.lib.format.read_array_header_2_0(file)
+        while chunk := file.read(_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class FeatureCache:
@@ -112,7 +134,7 @@ class FeatureCache:
             features = np.load(folder / "features.npy", mmap_mode="r")
             if list(features.shape) != manifest["features_shape"]:
                 raise ValueError("features shape differs from the manifest")
-            if _digest(features) != manifest["features_sha256"]:
+            if _digest_npy(folder / "features.npy") != manifest["features_sha256"]:
                 raise ValueError("features checksum differs from the manifest")
             labels = None
             if manifest.get("labels_sha256"):
@@ -147,6 +169,60 @@ class FeatureCache:
         logger.info(
             f"features ({size / 2**20:.0f} MiB) exceed the in-memory budget; "
             f"kept on disk under {self._folder() / key}"
+        )
+        return self._read_disk(key)
+
+    def fits_in_memory(self, nbytes: int) -> bool:
+        """Whether an entry of `nbytes` would be kept in memory (`put`) rather than spilled."""
+        return self.memory_bytes + nbytes <= self.max_memory_bytes
+
+    def put_batches(self, key: str, shape: tuple, batches, labels: np.ndarray | None):
+        """Stores an entry on disk as its batches arrive, never holding it whole in memory.
+
+        Args:
+            key: str. From `make_key`.
+            shape: tuple of int. `(rows, dim)` of the whole features array.
+            batches: iterable of float32 arrays `(batch, dim)`, in row order,
+                `rows` rows in all.
+            labels: array or None. One label per row.
+
+        Returns:
+            `(features, labels)` read back from disk, the features memory-mapped.
+
+        Raises:
+            ValueError: if the batches do not add up to `shape`.
+        """
+        folder = self._folder() / key
+        header = {"descr": np.dtype("float32").str, "fortran_order": False, "shape": shape}
+        with atomic_path(folder, overwrite=True, suffix="") as tmp:
+            tmp.mkdir()
+            digest, rows = hashlib.sha256(), 0
+            with open(tmp / "features.npy", "wb") as file:
+                np.lib.format.write_array_header_2_0(file, header)
+                for batch in batches:
+                    data = np.ascontiguousarray(batch, dtype="float32")
+                    if data.ndim != 2 or data.shape[1] != shape[1]:
+                        raise ValueError(f"A batch of shape {data.shape} for features {shape}")
+                    digest.update(data.view(np.uint8))
+                    file.write(data.tobytes())
+                    rows += len(data)
+            if rows != shape[0]:
+                raise ValueError(f"{rows} feature rows written, {shape[0]} expected")
+            manifest = {
+                "features_shape": list(shape),
+                "features_dtype": "float32",
+                "features_sha256": digest.hexdigest(),
+                "labels_sha256": None,
+            }
+            if labels is not None:
+                np.save(tmp / "labels.npy", labels)
+                manifest["labels_sha256"] = _digest(labels)
+            (tmp / "manifest.json").write_text(json.dumps(manifest))
+            if folder.exists():
+                shutil.rmtree(folder)
+        logger.info(
+            f"features ({np.prod(shape) * 4 / 2**20:.0f} MiB) exceed the in-memory budget; "
+            f"written batch by batch to {folder}"
         )
         return self._read_disk(key)
 

@@ -104,3 +104,44 @@ def extract_features(
     )
     labels = None if source.labels is None else np.tile(np.asarray(source.labels), views)
     return features, labels
+
+
+def feature_batches(
+    feature_model: keras.Model,
+    source: ImageSource,
+    image_size: tuple[int, int],
+    batch_size: int,
+    augmentation: keras.layers.Layer | None = None,
+    views: int = 1,
+    seed: int | None = None,
+    verbose: int = 1,
+):
+    """`extract_features`, one batch at a time: yields float32 arrays `(batch, dim)`.
+
+    The rows come in the order `extract_features` returns them, and are equal to
+    them, but only one batch is held at a time: for features larger than memory,
+    written to disk as they come (`FeatureCache.put_batches`).
+    """
+    started, seen = time.perf_counter(), 0
+    bar = keras.utils.Progbar(len(source) * views, unit_name="image") if verbose else None
+    for view in range(views):
+        dataset = make_dataset(
+            source,
+            image_size,
+            batch_size,
+            augmentation=augmentation if view else None,
+            include_labels=False,
+            seed=None if seed is None else seed + view,
+        )
+        for images in dataset:
+            batch = np.asarray(feature_model.predict_on_batch(images), dtype="float32")
+            seen += len(batch)
+            if bar is not None:
+                rate = seen / max(1e-9, time.perf_counter() - started)
+                bar.update(seen, values=[("images/s", rate)])
+            yield batch
+    seconds = time.perf_counter() - started
+    logger.info(
+        f"computed {seen} feature vectors ({views} view(s) of {len(source)} images) "
+        f"in {seconds:.1f}s, {seen / max(seconds, 1e-9):.0f} images/s"
+    )

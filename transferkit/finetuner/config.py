@@ -68,6 +68,7 @@ def finetuner_config(finetuner) -> dict:
         "cached_views": finetuner.cached_views,
         "cache_features": _serialize_cache(finetuner.cache_features),
         "jit_compile": finetuner.jit_compile,
+        "precision": finetuner.precision,
         "validation_split": finetuner.validation_split,
         "path_column": finetuner.path_column,
         "label_column": finetuner.label_column,

@@ -1,5 +1,6 @@
 """The FineTuner: a pretrained backbone fine-tuned into an image classifier."""
 
+import contextlib
 import os
 
 import keras
@@ -54,6 +55,13 @@ from transferkit.models import ImageClassifier
 from transferkit.models.legacy import is_legacy_classifier, upgrade_legacy_classifier
 from transferkit.models.loading import load_classifier
 from transferkit.optimizers import get_optimizer
+from transferkit.precision import (
+    check_precision,
+    copy_state,
+    model_precision,
+    resolve_precision,
+    with_precision,
+)
 from transferkit.schedules.base import block_multipliers, check_multiplier
 from transferkit.utils.files import atomic_path
 from transferkit.utils.log import logger
@@ -119,6 +127,14 @@ class FineTuner:
             extraction with XLA. On 2 CPU cores XLA made feature extraction
             several times slower (compilation dominates), so it is off by
             default. Defaults to `False`.
+        precision: str. The dtype policy training computes in: `"float32"`,
+            `"mixed_bfloat16"`, `"mixed_float16"` (with loss scaling) or
+            `"auto"` (bfloat16 where the hardware computes it natively and the
+            backbone is measured faster in it, float16 on GPUs without
+            bfloat16, else float32; see `transferkit.precision`). Only `fit`,
+            `fit_phase` and `find_lr` compute in it: the head's output, the
+            cached features, `self.model` between runs and every saved or
+            exported model stay float32. Defaults to `"float32"`.
         validation_split: float. Fraction of the training data held out
             (stratified, seeded) when `fit` gets no `validation_data`; `0`
             disables it. Defaults to `0.2`.
@@ -153,6 +169,7 @@ class FineTuner:
         cached_views: int | None = None,
         cache_features: "bool | FeatureCache" = True,
         jit_compile: bool = False,
+        precision: str = defaults.PRECISION,
         validation_split: float = defaults.VALIDATION_SPLIT,
         path_column: str = "path",
         label_column: str = "label",
@@ -188,6 +205,7 @@ class FineTuner:
                 "`cached_views` must be an integer >= 1, or None to choose by schedule. "
                 f"Received: cached_views={cached_views!r}"
             )
+        check_precision(precision)
         augmentation_layer(augmentation, seed)  # validates early
         schedules_module.get(schedule)
         get_optimizer(optimizer, 1e-3)
@@ -210,6 +228,7 @@ class FineTuner:
         self.cached_views = cached_views
         self.cache_features = cache_features
         self.jit_compile = bool(jit_compile)
+        self.precision = precision
         self.validation_split = validation_split
         self.path_column = path_column
         self.label_column = label_column
@@ -379,6 +398,44 @@ class FineTuner:
         self.model.compile(optimizer=optimizer, jit_compile=self.jit_compile)
         logger.info(f"{describe_trainable(trainable, self.backbone_name)}; recompiled")
 
+    # === Precision ===
+    @property
+    def compute_precision(self) -> str:
+        """The dtype policy `fit` computes in: `precision`, with `"auto"` resolved here."""
+        family = None
+        if isinstance(self.backbone, str):
+            family = get_backbone_spec(self.backbone).family
+        policy, reason = resolve_precision(self.precision, family)
+        if self.precision == "auto" and getattr(self, "_logged_precision", None) != policy:
+            logger.info(f"precision 'auto' -> {policy!r} for {self.backbone_name}: {reason}")
+            self._logged_precision = policy
+        return policy
+
+    @contextlib.contextmanager
+    def _training_precision(self):
+        """Trains a copy of the model in `compute_precision`, then copies it back.
+
+        `self.model` is that copy inside the block (callbacks see it), and the
+        same float32 model object again after it, holding the trained weights and
+        trainable flags. Nested blocks (`fit` calling `fit_phase`) convert once.
+        """
+        policy = self.compute_precision
+        if self._in_training_precision or model_precision(self.model) == policy:
+            yield
+            return
+        float_model = self.model
+        self.model = with_precision(float_model, policy)
+        self._in_training_precision = True
+        logger.info(f"training in {policy}")
+        try:
+            yield
+        finally:
+            copy_state(self.model, float_model)
+            self.model = float_model
+            self._in_training_precision = False
+
+    _in_training_precision = False
+
     # === Data ===
     def _source(self, data, labels=None, *, class_names=None, require_labels=True) -> ImageSource:
         source = as_image_source(
@@ -520,6 +577,9 @@ class FineTuner:
             check_same_run(state, checkpoint_dir, epochs, _schedule_config(schedule))
             split_seed = state["split_seed"]
             self.model = keras.saving.load_model(state["model_path"])
+            if model_precision(self.model) != "float32":
+                # Checkpoints hold the model as it trained; between runs it is float32.
+                self.model = with_precision(self.model, "float32")
             self._classes_from_data = self.model.head.class_names is not None
             logger.info(
                 f"resuming from {checkpoint_dir}: {state['epochs_done']}/{epochs} epochs done"
@@ -549,25 +609,26 @@ class FineTuner:
             own_callbacks.append(RunCheckpoint(self, checkpoint_dir, run_state, rows))
 
         # === The phases ===
-        for phase in phases:
-            if phase.end_epoch <= done:
-                continue
-            recorder.start_phase(phase.name)
-            self.fit_phase(
-                phase,
-                train,
-                validation,
-                schedule=schedule,
-                batch_size=batch_size,
-                callbacks=list(callbacks or []) + own_callbacks,
-                class_weight=class_weight,
-                shuffle=shuffle,
-                verbose=verbose,
-                initial_epoch=max(phase.start_epoch, done),
-                last=phase is phases[-1],
-            )
-        if best is not None:
-            best.restore()
+        with self._training_precision():
+            for phase in phases:
+                if phase.end_epoch <= done:
+                    continue
+                recorder.start_phase(phase.name)
+                self.fit_phase(
+                    phase,
+                    train,
+                    validation,
+                    schedule=schedule,
+                    batch_size=batch_size,
+                    callbacks=list(callbacks or []) + own_callbacks,
+                    class_weight=class_weight,
+                    shuffle=shuffle,
+                    verbose=verbose,
+                    initial_epoch=max(phase.start_epoch, done),
+                    last=phase is phases[-1],
+                )
+            if best is not None:
+                best.restore()
         self.history = history_frame(rows)
         return self.history
 
@@ -613,6 +674,38 @@ class FineTuner:
                 the schedule. Defaults to `None`.
         """
         self._require_built("model")
+        with self._training_precision():
+            self._fit_phase(
+                phase,
+                train,
+                validation,
+                schedule=schedule,
+                batch_size=batch_size,
+                callbacks=callbacks,
+                class_weight=class_weight,
+                shuffle=shuffle,
+                verbose=verbose,
+                initial_epoch=initial_epoch,
+                last=last,
+                trainable=trainable,
+            )
+
+    def _fit_phase(
+        self,
+        phase,
+        train,
+        validation,
+        *,
+        schedule,
+        batch_size,
+        callbacks,
+        class_weight,
+        shuffle,
+        verbose,
+        initial_epoch,
+        last,
+        trainable,
+    ):
         schedule = schedules_module.get(schedule if schedule is not None else self.schedule)
         if trainable is None:
             trainable = apply_phase(self.model.backbone, phase, schedule)
@@ -712,14 +805,15 @@ class FineTuner:
             )
         self._build_for(source)
         self.freeze()
-        features, feature_labels = cached_features(
-            self.model,
-            source,
-            cache=self._feature_cache(),
-            batch_size=batch_size,
-            seed=self.seed,
-            jit_compile=self.jit_compile,
-        )
+        with self._training_precision():
+            features, feature_labels = cached_features(
+                self.model,
+                source,
+                cache=self._feature_cache(),
+                batch_size=batch_size,
+                seed=self.seed,
+                jit_compile=self.jit_compile,
+            )
         return find_learning_rate(
             head_model(self.model.head, features.shape[1:]),
             np.asarray(features),
@@ -937,8 +1031,12 @@ class FineTuner:
         if not str(path).endswith(".keras"):
             raise ValueError(f"The path must end in '.keras'. Received: path={str(path)!r}")
         self.model.finetuner_config = self.get_config()
+        model = self.model
+        if model_precision(model) != "float32":
+            # Saved during training (from a callback): the file still computes in float32.
+            model = with_precision(model, "float32")
         with atomic_path(path, overwrite=overwrite) as tmp:
-            self.model.save(tmp)
+            model.save(tmp)
         logger.info(f"saved {path}")
 
     def export(

@@ -10,16 +10,24 @@ alone over features computed once.
 
 import dataclasses
 import math
+import os
 
 import keras
+import numpy as np
 
 from transferkit.data import ImageSource, make_dataset
-from transferkit.features import FeatureCache, extract_features, model_fingerprint
+from transferkit.features import (
+    FeatureCache,
+    extract_features,
+    feature_batches,
+    model_fingerprint,
+)
 from transferkit.features import source_fingerprint as fingerprint_source
 from transferkit.finetuner.augmentation import augmentation_key
 from transferkit.finetuner.freezing import Trainable
 from transferkit.models import ImageClassifier
 from transferkit.optimizers import get_optimizer
+from transferkit.precision import dtype_policy_scope, model_precision
 from transferkit.schedules import Phase, Schedule
 
 
@@ -142,19 +150,74 @@ def fit_cached(model: ImageClassifier, run: PhaseRun, cache: FeatureCache, views
     compile_for_phase(
         head, model.head.default_loss(), run, math.ceil(len(features) / run.batch_size)
     )
+    inputs = {"x": features, "y": labels, "batch_size": run.batch_size}
+    if isinstance(features, np.memmap):
+        # Spilled to disk: read batch by batch. Keras would load whole arrays into memory.
+        inputs = {"x": DiskFeatures(features, labels, run.batch_size, run.shuffle, run.seed)}
+        if validation is not None and isinstance(validation[0], np.memmap):
+            validation = DiskFeatures(*validation, run.batch_size)
     head.fit(
-        features,
-        labels,
-        batch_size=run.batch_size,
+        **inputs,
         validation_data=validation,
         initial_epoch=run.initial_epoch,
         epochs=run.phase.end_epoch,
         callbacks=run.callbacks,
         class_weight=run.class_weight,
-        shuffle=run.shuffle,
+        shuffle=run.shuffle and "batch_size" in inputs,
         verbose=run.verbose,
     )
     model.stop_training = head.stop_training
+
+
+class DiskFeatures(keras.utils.PyDataset):
+    """Batches of features spilled to disk, read row by row (shuffled per epoch if asked).
+
+    Rows are read with plain file reads rather than through the memory map, so an
+    epoch over features larger than memory keeps no more than a batch resident.
+
+    Args:
+        features: `np.memmap` of shape `(rows, dim)`, as the feature cache returns.
+        labels: array or None. One label per row.
+        batch_size: int.
+        shuffle: bool. Whether each epoch visits the rows in a new order.
+            Defaults to `False`.
+        seed: int or None. Seeds the order. Defaults to `None`.
+    """
+
+    def __init__(self, features, labels, batch_size, shuffle=False, seed=None):
+        super().__init__()
+        self.path, self.offset = features.filename, features.offset
+        self.rows, self.dim = features.shape
+        self.row_bytes = self.dim * features.dtype.itemsize
+        self.labels = None if labels is None else np.asarray(labels)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(self.rows) if shuffle else np.arange(self.rows)
+        self.file = open(self.path, "rb")  # noqa: SIM115 (read for the dataset's life)
+
+    def __len__(self):
+        return math.ceil(self.rows / self.batch_size)
+
+    def __getitem__(self, index):
+        rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
+        batch = np.empty((len(rows), self.dim), dtype="float32")
+        descriptor = self.file.fileno()
+        for position, row in enumerate(rows):
+            data = os.pread(descriptor, self.row_bytes, self.offset + int(row) * self.row_bytes)
+            batch[position] = np.frombuffer(data, dtype="float32")
+        if self.labels is None:
+            return (batch,)
+        return batch, self.labels[rows]
+
+    def on_epoch_end(self):
+        if self.shuffle:
+            self.order = self.rng.permutation(self.rows)
+
+    def __del__(self):
+        file = getattr(self, "file", None)
+        if file is not None:
+            file.close()
 
 
 def cached_features(
@@ -185,6 +248,7 @@ def cached_features(
             the caller has it already.
     """
     key = None
+    precision = model_precision(model)
     if cache is not None:
         key = cache.make_key(
             fingerprint_source(source),
@@ -193,12 +257,30 @@ def cached_features(
             views,
             None if augmentation is None else augmentation_key(augmentation),
             seed,
+            # Features computed in another precision differ slightly; float32 keys
+            # stay those of the cache's entries before precisions existed.
+            *([] if precision == "float32" else [precision]),
         )
         entry = cache.get(key)
         if entry is not None:
             return entry
     extractor = model.feature_extractor()
     extractor.compile(jit_compile=jit_compile)
+    rows, dim = len(source) * views, extractor.output_shape[-1]
+    if cache is not None and not cache.fits_in_memory(rows * dim * 4):
+        # Larger than the memory budget: written to disk batch by batch, never whole.
+        labels = None if source.labels is None else np.tile(np.asarray(source.labels), views)
+        batches = feature_batches(
+            extractor,
+            source,
+            model.image_size,
+            batch_size,
+            augmentation,
+            views,
+            seed,
+            verbose=verbose,
+        )
+        return cache.put_batches(key, (rows, dim), batches, labels)
     features, labels = extract_features(
         extractor,
         source,
@@ -214,8 +296,11 @@ def cached_features(
 
 def head_model(head, feature_shape) -> keras.Model:
     """The head alone, from pooled features; it shares its weights with the classifier."""
-    inputs = keras.Input(shape=feature_shape, name="features")
-    return keras.Model(inputs, head.classify(inputs), name="head_only")
+    # Built in the head's dtype policy, so Keras's compile adds loss scaling to a
+    # mixed_float16 head as it does to the whole classifier.
+    with dtype_policy_scope(head.dtype_policy.name):
+        inputs = keras.Input(shape=feature_shape, name="features")
+        return keras.Model(inputs, head.classify(inputs), name="head_only")
 
 
 def _steps(source, batch_size, dataset):

@@ -126,11 +126,15 @@ class ImageClassifier(keras.Model):
         """Raw images -> pooled backbone features, with the backbone in inference mode.
 
         Its layers are this model's (shared weights): what it computes is what
-        the head sees while the backbone is frozen.
+        the head sees while the backbone is frozen. The features are float32,
+        whatever precision the backbone computes in.
         """
         inputs = keras.Input(shape=(*self.image_size, 3), name="image")
         features = self.backbone(self.preprocessor(inputs), training=False)
-        return keras.Model(inputs, self.head.pool(features), name="feature_extractor")
+        # Features are float32 whatever the backbone computes in: the feature cache's
+        # entries and the head's inputs do not depend on the training precision's dtype.
+        pooled = keras.ops.cast(self.head.pool(features), "float32")
+        return keras.Model(inputs, pooled, name="feature_extractor")
 
     # === Training ===
     def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):

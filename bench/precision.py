@@ -1,0 +1,214 @@
+"""float32 against mixed bfloat16, per backbone family: speed, and accuracy on real data.
+
+Speed (`--backbones`): for each backbone, in its own process, the FineTuner's model
+(random weights: speed does not depend on them) at `--image-size`, unfrozen as
+`FineTuner.unfreeze()` leaves it (whole backbone trainable, BatchNorm in inference mode,
+layer-wise Adam), and its copy in each precision (`transferkit.precision.with_precision`),
+on real CIFAR-10 photos through transferkit's input pipeline:
+
+- `extract`: feature extraction (the cached frozen phase's work), images/s over
+  `--extract-images` images;
+- `unfrozen`: an unfrozen training epoch over `--train-images` images (flips on);
+- `speedup`: that of bfloat16 over float32, and what `precision="auto"` picks here.
+
+After a warm-up pass of each (tracing), `--rounds` rounds alternate the precisions and
+the best round of each is kept: on a machine other jobs share, they slow some rounds
+down and never speed one up. Each row also gives every round and the load average.
+
+Accuracy (`--accuracy`): the reference recipe (MobileNet, its real ImageNet weights,
+CIFAR-10 cats vs dogs, `FreezeUnfreeze(frozen_epochs=1)`, seed 0) under float32,
+mixed_bfloat16 and "auto", held-out accuracy on the 2,000 test photos. `--accuracy-*`
+options give its budget (the reference example itself trains 10,000 images, 4 epochs).
+
+    python -m bench.precision [--backbones resnet50 mobilenet] [--image-size 160]
+        [--rounds 3] [--accuracy] [--accuracy-train-images 4000] [--accuracy-epochs 2]
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command line (building it runs nothing)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbones", nargs="*", default=["resnet50", "mobilenet"])
+    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument("--extract-images", type=int, default=512)
+    parser.add_argument("--train-images", type=int, default=192)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--accuracy", action="store_true", help="also the accuracy run")
+    parser.add_argument("--accuracy-train-images", type=int, default=4000)
+    parser.add_argument("--accuracy-epochs", type=int, default=2)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    return parser
+
+
+def speed(backbone, args):
+    import os
+    import time
+
+    import numpy as np
+
+    import transferkit as tk
+    from bench.common import cats_vs_dogs, peak_rss_mib
+    from transferkit.data import as_image_source, make_dataset
+    from transferkit.features import extract_features
+    from transferkit.finetuner.augmentation import augmentation_layer
+    from transferkit.optimizers import get_optimizer
+    from transferkit.precision import with_precision
+
+    x, y, _, _ = cats_vs_dogs(max(args.extract_images, args.train_images), test_images=2)
+    ft = tk.FineTuner(backbone, weights=None, input_shape=args.image_size, seed=0)
+    ft.build(["cat", "dog"])
+    # The unfrozen phase as FineTuner runs it: the whole backbone trainable, BatchNorm in
+    # inference mode, the layer-wise Adam; each precision's copy carries those flags.
+    trainable = ft.unfreeze()
+    models = {p: with_precision(ft.model, p) for p in PRECISIONS}
+    size, batch = ft.model.image_size, args.batch_size
+    images = as_image_source(x[: args.extract_images], y[: args.extract_images])
+    train = make_dataset(
+        as_image_source(x[: args.train_images], y[: args.train_images]),
+        size,
+        batch,
+        shuffle=True,
+        seed=0,
+        augmentation=augmentation_layer("flip", 0),
+    )
+    extractors, rates = {}, {}
+    for precision, model in models.items():
+        optimizer = get_optimizer("adam", 1e-4, trainable.lr_multipliers)
+        model.compile(optimizer=optimizer, loss=model.head.default_loss())
+        extractors[precision] = model.feature_extractor()
+        # Warm-up: the first pass traces the graphs.
+        extract_features(extractors[precision], images, size, batch, verbose=0)
+        model.fit(train, epochs=1, verbose=0)
+        rates[precision] = {"extract": [], "unfrozen": []}
+
+    # Rounds alternate the precisions, and the best of each is kept: other jobs on a
+    # shared machine slow some rounds down, never speed one up.
+    for _ in range(args.rounds):
+        for precision, model in models.items():
+            started = time.perf_counter()
+            features, _ = extract_features(extractors[precision], images, size, batch, verbose=0)
+            seconds = time.perf_counter() - started
+            assert features.dtype == np.float32
+            rates[precision]["extract"].append(len(images) / seconds)
+            started = time.perf_counter()
+            model.fit(train, epochs=1, verbose=0)
+            seconds = time.perf_counter() - started
+            rates[precision]["unfrozen"].append(args.train_images / seconds)
+    rows = []
+    for precision in PRECISIONS:
+        rows.append(
+            {
+                "backbone": backbone,
+                "precision": precision,
+                "extract_img_s": max(rates[precision]["extract"]),
+                "unfrozen_img_s": max(rates[precision]["unfrozen"]),
+                "rounds": rates[precision],
+                "load_average": os.getloadavg()[0],
+                "peak_mib": peak_rss_mib(),
+            }
+        )
+    return rows
+
+
+def accuracy(precision, args):
+    import transferkit as tk
+    from bench.common import Timer, cats_vs_dogs, peak_rss_mib, weights_path
+    from transferkit.features import FeatureCache
+
+    x, y, xt, yt = cats_vs_dogs(args.accuracy_train_images)
+    ft = tk.FineTuner(
+        "mobilenet",
+        weights=weights_path(),
+        input_shape=args.image_size,
+        schedule=tk.FreezeUnfreeze(frozen_epochs=1),
+        precision=precision,
+        cache_features=FeatureCache(),
+        seed=0,
+    )
+    with Timer() as t:
+        ft.fit(x, y, epochs=args.accuracy_epochs, verbose=0)
+    return {
+        "precision": precision,
+        "computes_in": ft.compute_precision,
+        "fit_seconds": t.seconds,
+        "held_out_accuracy": ft.evaluate(xt, yt)["accuracy"],
+        "peak_mib": peak_rss_mib(),
+    }
+
+
+def _run(args, *one):
+    command = [sys.executable, "-m", "bench.precision", "--one", json.dumps(one)]
+    for name in ("image_size", "extract_images", "train_images", "batch_size", "rounds"):
+        command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    command += ["--accuracy-train-images", str(args.accuracy_train_images)]
+    command += ["--accuracy-epochs", str(args.accuracy_epochs)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    row = json.loads(output.split("RESULT ", 1)[1])
+    for line in row if isinstance(row, list) else [row]:
+        print(json.dumps(line), flush=True)
+    return row
+
+
+def main():
+    args = build_parser().parse_args()
+    if args.one:
+        kind, *rest = json.loads(args.one)
+        row = speed(*rest, args) if kind == "speed" else accuracy(*rest, args)
+        print("RESULT " + json.dumps(row))
+        return
+
+    import pandas as pd
+
+    from transferkit.backbones import get_backbone_spec
+    from transferkit.precision import resolve_precision
+
+    if args.backbones:
+        rows = [row for backbone in args.backbones for row in _run(args, "speed", backbone)]
+        table = pd.DataFrame(rows).pivot(
+            index="backbone", columns="precision", values=["extract_img_s", "unfrozen_img_s"]
+        )
+        summary = pd.DataFrame(index=table.index)
+        for what in ("extract_img_s", "unfrozen_img_s"):
+            for precision in PRECISIONS:
+                summary[f"{what[:-6]} {precision}"] = table[(what, precision)]
+            summary[f"{what[:-6]} speedup"] = (
+                table[(what, "mixed_bfloat16")] / table[(what, "float32")]
+            )
+        summary["family"] = [get_backbone_spec(name).family for name in summary.index]
+        summary["auto picks"] = [resolve_precision("auto", f)[0] for f in summary["family"]]
+        print(
+            f"\nimages/s, {args.image_size}px, batch {args.batch_size}, 2 CPU cores: feature "
+            f"extraction over {args.extract_images} images, unfrozen epoch over "
+            f"{args.train_images} images (best of {args.rounds} rounds)"
+        )
+        print(summary.round(2).to_string())
+
+    if args.accuracy:
+        rows = []
+        for precision in ("float32", "mixed_bfloat16", "auto"):
+            policy = resolve_precision(precision, "mobilenet")[0]
+            same = [row for row in rows if row["computes_in"] == policy]
+            if same:
+                # The same policy trains the same, seeded run: say so rather than rerun it.
+                rows.append({**same[0], "precision": precision, "note": "same run"})
+                print(json.dumps(rows[-1]), flush=True)
+                continue
+            rows.append(_run(args, "accuracy", precision))
+        print(
+            f"\nMobileNet (real ImageNet weights), {args.accuracy_train_images} CIFAR-10 "
+            f"cats/dogs at {args.image_size}px, {args.accuracy_epochs} epochs (1 frozen), "
+            "held out: the 2,000 test photos"
+        )
+        print(pd.DataFrame(rows).set_index("precision").round(4).to_string())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Features larger than the cache's memory budget are written to disk as they are computed."""
+
+import keras
+import numpy as np
+import pytest
+
+import transferkit as tk
+from transferkit.data import as_image_source
+from transferkit.features import FeatureCache
+from transferkit.finetuner.training import DiskFeatures, cached_features
+from transferkit.heads import ClassificationHead
+
+
+def tiny_finetuner(cache, **kwargs):
+    keras.utils.set_random_seed(1234)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="conv")(x)
+    backbone = keras.Model(inputs, x, name="tiny")
+    head = ClassificationHead(dropout=0.0)
+    return tk.FineTuner(backbone, weights=None, head=head, cache_features=cache, seed=1, **kwargs)
+
+
+def test_spilled_features_equal_in_memory_ones(image_folder, tmp_path):
+    source = as_image_source(image_folder())
+    model = tiny_finetuner(False).build(["cat", "dog"])
+
+    def extract(cache):
+        # A fresh augmentation layer each time, as each phase gets: the same flips.
+        flip = keras.layers.RandomFlip(seed=3)
+        return cached_features(
+            model, source, cache=cache, batch_size=5, seed=3, views=2, augmentation=flip
+        )
+
+    in_memory, labels = extract(FeatureCache())
+    spilled, spilled_labels = extract(FeatureCache(tmp_path, max_memory_bytes=0))
+    assert isinstance(spilled, np.memmap) and not isinstance(in_memory, np.memmap)
+    assert spilled.dtype == np.float32 and spilled.shape == (48, 8)
+    np.testing.assert_array_equal(np.asarray(spilled), in_memory)
+    np.testing.assert_array_equal(spilled_labels, labels)
+    # A second cache on the folder finds the entry, checked.
+    again, _ = extract(FeatureCache(tmp_path, max_memory_bytes=0))
+    np.testing.assert_array_equal(np.asarray(again), in_memory)
+
+
+def test_a_frozen_phase_trains_on_spilled_features_batch_by_batch(image_folder, tmp_path):
+    cache = FeatureCache(tmp_path / "features", max_memory_bytes=0)
+    ft = tiny_finetuner(cache, schedule=tk.Freeze(learning_rate=0.1))
+    history = ft.fit(image_folder(), epochs=3, batch_size=8, verbose=0)
+    assert np.isfinite(history["loss"]).all() and history["val_loss"].notna().all()
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+    # Training and validation features, both on disk.
+    assert cache.memory_bytes == 0 and len(list((tmp_path / "features").iterdir())) == 2
+
+
+def test_disk_features_read_every_row_once_per_epoch(tmp_path):
+    cache = FeatureCache(tmp_path, max_memory_bytes=0)
+    features = np.arange(30, dtype="float32").reshape(10, 3)
+    stored, labels = cache.put_batches("k", (10, 3), [features[:4], features[4:]], np.arange(10))
+    batches = DiskFeatures(stored, labels, batch_size=4, shuffle=True, seed=0)
+    assert len(batches) == 3
+    rows = np.concatenate([batches[i][0] for i in range(3)])
+    seen = np.concatenate([batches[i][1] for i in range(3)])
+    np.testing.assert_array_equal(rows, features[seen])
+    assert sorted(seen) == list(range(10))
+
+
+def test_batches_that_do_not_add_up_are_refused(tmp_path):
+    cache = FeatureCache(tmp_path, max_memory_bytes=0)
+    with pytest.raises(ValueError, match="9 feature rows written, 10 expected"):
+        cache.put_batches("k", (10, 3), [np.zeros((9, 3), "float32")], None)
+    assert not (tmp_path / "k").exists()

@@ -1,0 +1,210 @@
+"""Mixed precision: which dtype policy a backbone trains in, and moving a model between them.
+
+A `FineTuner(precision=...)` trains in `"float32"`, `"mixed_bfloat16"` or
+`"mixed_float16"` (Keras's dtype policies: variables stay float32, layers
+compute in the lower precision), or lets `"auto"` choose by the hardware and
+the backbone. Whatever it trains in, the model the FineTuner holds between
+runs, saves and exports computes in float32, the head's output is float32 and
+the feature cache keeps float32 features. Keras's global dtype policy is set
+only while a model is being built in another precision, and always restored.
+"""
+
+import contextlib
+import copy
+import dataclasses
+import functools
+
+import keras
+
+__all__ = [
+    "PRECISIONS",
+    "CPU_BFLOAT16_SPEEDUP",
+    "Hardware",
+    "detect_hardware",
+    "resolve_precision",
+    "with_precision",
+    "model_precision",
+    "dtype_policy_scope",
+]
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+
+# Unfrozen-epoch speed of `mixed_bfloat16` over `float32` on a CPU that computes
+# bfloat16 natively (AVX512-BF16/AMX), per backbone family, measured with
+# `python -m bench.precision --backbones resnet50 mobilenet` (2 cores, batch 32,
+# 160 px, best of 3 alternating rounds; feature extraction: 1.28x and 0.54x). "auto"
+# picks bfloat16 on such a CPU only for a family listed here as faster: depthwise
+# convolutions (MobileNet) ran slower in bfloat16, and an unmeasured family stays in
+# float32 rather than risk the same.
+CPU_BFLOAT16_SPEEDUP = {
+    "resnet": 1.37,
+    "mobilenet": 0.61,
+}
+# The least speed-up for which "auto" leaves float32 on a CPU.
+MIN_SPEEDUP = 1.1
+
+# CPU flags (as Linux's /proc/cpuinfo spells them) of native bfloat16 arithmetic.
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Hardware:
+    """What "auto" precision looks at: the CPU's flags and the GPUs' compute capabilities.
+
+    Args:
+        cpu_flags: frozenset of str. The CPU's feature flags, lower case
+            (`"avx512_bf16"`, `"amx_bf16"`, ...).
+        gpus: tuple of (int, int). The compute capability `(major, minor)` of
+            each visible GPU; empty on a machine without one.
+    """
+
+    cpu_flags: frozenset = frozenset()
+    gpus: tuple = ()
+
+
+@functools.cache
+def detect_hardware() -> Hardware:
+    """The hardware of this machine, as `Hardware` (read once per process)."""
+    import tensorflow as tf
+
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    flags.update(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass  # not Linux: no flags known, so no CPU bfloat16 claimed
+    gpus = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        gpus.append(tuple(details.get("compute_capability") or (0, 0)))
+    return Hardware(frozenset(flag.lower() for flag in flags), tuple(gpus))
+
+
+def check_precision(precision) -> str:
+    """Returns `precision` if it is one of `PRECISIONS`, else raises a ValueError saying so."""
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"`precision` must be one of {list(PRECISIONS)}. Received: precision={precision!r}"
+        )
+    return precision
+
+
+def resolve_precision(
+    precision: str, family: str | None, hardware: Hardware | None = None
+) -> tuple[str, str]:
+    """The dtype policy a backbone trains in, and why.
+
+    `"auto"` picks, in order: on GPUs, `"mixed_bfloat16"` where all compute
+    bfloat16 natively (compute capability 8.0 and up), `"mixed_float16"` where
+    all have float16 tensor cores (7.0 and up), else `"float32"`; on a CPU
+    with native bfloat16 (`avx512_bf16` or `amx_bf16`), `"mixed_bfloat16"`
+    for a backbone family measured faster in it (`CPU_BFLOAT16_SPEEDUP`),
+    else `"float32"`.
+
+    Args:
+        precision: str. One of `PRECISIONS`.
+        family: str or None. The backbone's family (`BackboneSpec.family`);
+            `None` for a backbone of your own.
+        hardware: `Hardware` or None. Defaults to this machine's
+            (`detect_hardware()`).
+
+    Returns:
+        `(policy, reason)`: one of `POLICIES`, and a sentence for the log.
+    """
+    check_precision(precision)
+    if precision != "auto":
+        return precision, "as asked"
+    hardware = detect_hardware() if hardware is None else hardware
+    if hardware.gpus:
+        lowest = min(hardware.gpus)
+        if lowest >= (8, 0):
+            return "mixed_bfloat16", f"GPUs of compute capability {lowest} compute bfloat16"
+        if lowest >= (7, 0):
+            return "mixed_float16", f"GPUs of compute capability {lowest} lack bfloat16"
+        return "float32", f"GPUs of compute capability {lowest} have no fast float16"
+    if not hardware.cpu_flags & set(BFLOAT16_CPU_FLAGS):
+        return "float32", "the CPU has no native bfloat16"
+    speedup = CPU_BFLOAT16_SPEEDUP.get(family)
+    if speedup is None:
+        return "float32", f"bfloat16 is not measured for the {family or 'custom'} family here"
+    if speedup < MIN_SPEEDUP:
+        return "float32", f"the {family} family trains {speedup:.2f}x as fast in bfloat16"
+    return "mixed_bfloat16", f"the {family} family trains {speedup:.2f}x faster in bfloat16"
+
+
+@contextlib.contextmanager
+def dtype_policy_scope(policy: str):
+    """Sets Keras's global dtype policy for the block, and restores the previous one."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def model_precision(model: keras.Model) -> str:
+    """The dtype policy a classifier's backbone computes in (`"float32"`, `"mixed_..."`)."""
+    backbone = getattr(model, "backbone", model)
+    return backbone.dtype_policy.name
+
+
+def _with_policy(config, policy):
+    """`config` with every float dtype policy in it replaced by `policy`."""
+    if isinstance(config, dict):
+        if (
+            config.get("class_name") == "DTypePolicy"
+            and config.get("config", {}).get("name") in POLICIES
+        ):
+            return {**config, "config": {**config["config"], "name": policy}}
+        # A classifier's `finetuner_config` holds settings (maybe a serialized backbone
+        # as given), not this model's layers: it stays as it is.
+        return {
+            key: value if key == "finetuner_config" else _with_policy(value, policy)
+            for key, value in config.items()
+        }
+    if isinstance(config, list):
+        return [_with_policy(value, policy) for value in config]
+    return config
+
+
+def with_precision(model: keras.Model, policy: str) -> keras.Model:
+    """A copy of `model` computing in the dtype policy `policy`, with the same weights.
+
+    Layers whose dtype is fixed by their code (the head's float32 output layer,
+    the float32 preprocessing) keep it; the rest follow `policy`. Trainable
+    flags travel with the layers' configs. The global dtype policy is restored.
+
+    Args:
+        model: `keras.Model`. A serializable model (such as an `ImageClassifier`).
+        policy: str. One of `POLICIES`.
+
+    Returns:
+        A new model; `model` is unchanged.
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"`policy` must be one of {list(POLICIES)}. Received: {policy!r}")
+    config = _with_policy(copy.deepcopy(keras.saving.serialize_keras_object(model)), policy)
+    with dtype_policy_scope(policy):
+        clone = keras.saving.deserialize_keras_object(config)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def copy_state(source: keras.Model, target: keras.Model) -> None:
+    """Copies weights and trainable flags between two copies of one model (any precisions)."""
+    target.set_weights(source.get_weights())
+    target.trainable = source.trainable
+    for mine, theirs in zip(_layers(source), _layers(target), strict=True):
+        theirs.trainable = mine.trainable
+
+
+def _layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
