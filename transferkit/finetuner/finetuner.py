@@ -1,5 +1,6 @@
 """The FineTuner: a pretrained backbone fine-tuned into an image classifier."""
 
+import contextlib
 import os
 
 import keras
@@ -16,6 +17,13 @@ from transferkit.finetuner.augmentation import augmentation_layer
 from transferkit.finetuner.best_weights import BestWeights
 from transferkit.finetuner.checkpoint import RunCheckpoint, check_same_run, read_state
 from transferkit.finetuner.config import finetuner_config, finetuner_kwargs
+from transferkit.finetuner.distribution import (
+    agree,
+    check_distribute,
+    is_chief,
+    is_multi_worker,
+    resolve_strategy,
+)
 from transferkit.finetuner.freezing import (
     Trainable,
     apply_phase,
@@ -128,6 +136,14 @@ class FineTuner:
             `"label"`.
         seed: int or None. Makes the split, shuffling, augmentation and
             initialisation repeatable. Defaults to `None`.
+        distribute: str, `tf.distribute.Strategy` or None. Train on several
+            devices or machines: `"auto"` (a `MultiWorkerMirroredStrategy`
+            when `TF_CONFIG` names a cluster, a `MirroredStrategy` when the
+            machine has several GPUs, else one device), `"mirrored"`,
+            `"multi_worker"`, or your own strategy. `batch_size` is the global
+            batch, split over the replicas, and the learning rates are those of
+            one device at that batch size. Only the chief writes files. See the
+            "Scaling out" guide. Defaults to `None` (one device).
 
     Example:
 
@@ -157,6 +173,7 @@ class FineTuner:
         path_column: str = "path",
         label_column: str = "label",
         seed: int | None = None,
+        distribute=None,
     ):
         if num_classes is not None and (
             isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
@@ -188,6 +205,7 @@ class FineTuner:
                 "`cached_views` must be an integer >= 1, or None to choose by schedule. "
                 f"Received: cached_views={cached_views!r}"
             )
+        check_distribute(distribute)
         augmentation_layer(augmentation, seed)  # validates early
         schedules_module.get(schedule)
         get_optimizer(optimizer, 1e-3)
@@ -214,6 +232,7 @@ class FineTuner:
         self.path_column = path_column
         self.label_column = label_column
         self.seed = seed
+        self.distribute = distribute
 
         self.model = None
         self.history = None
@@ -237,6 +256,51 @@ class FineTuner:
                 cannot be deserialized.
         """
         return cls(**finetuner_kwargs(cls, config))
+
+    # === Distribution ===
+    _resolved = False
+    _strategy = None
+
+    @property
+    def strategy(self):
+        """The `tf.distribute.Strategy` that `distribute` resolves to (None: one device).
+
+        Resolved on first use; with a multi-worker cluster, read it at the
+        start of your script, before TensorFlow runs anything else.
+
+        Raises:
+            ValueError: for a `TF_CONFIG` that does not parse or names a task twice.
+            TimeoutError: when a task of the cluster does not come up in time.
+        """
+        if not self._resolved:
+            self._strategy = resolve_strategy(self.distribute)
+            self._resolved = True
+        return self._strategy
+
+    @property
+    def is_chief(self) -> bool:
+        """Whether this process writes files (the model, checkpoints): False on other workers."""
+        return is_chief(self.strategy)
+
+    def _scope(self):
+        strategy = self.strategy
+        return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+    def _into_strategy(self) -> None:
+        """Re-creates a model built outside the strategy (such as a loaded one) inside it."""
+        strategy = self.strategy
+        if strategy is None or self.model is None:
+            return
+        if getattr(self.model, "distribute_strategy", None) is strategy:
+            return
+        weights = self.model.get_weights()
+        finetuner_config = self.model.finetuner_config
+        with strategy.scope():
+            model = ImageClassifier.from_config(self.model.get_config())
+            model.build((None, None, None, 3))
+            model.set_weights(weights)
+        model.finetuner_config = finetuner_config
+        self.model = model
 
     @property
     def backbone_name(self) -> str:
@@ -288,19 +352,28 @@ class FineTuner:
                 f"{len(class_names)} classes: {list(class_names)}. Fix num_classes (or pass "
                 "None to take it from the data) or the data."
             )
+        backbone = self.backbone
+        if self.strategy is not None and isinstance(backbone, keras.Model):
+            # Your own backbone's variables were made outside the scope: mirror a copy
+            # (before seeding, so the head starts from the weights it would have anyway).
+            with self._scope():
+                backbone = keras.models.clone_model(self.backbone)
+                backbone.set_weights(self.backbone.get_weights())
         if self.seed is not None:
             keras.utils.set_random_seed(self.seed)
-        backbone, spec = build_backbone(
-            self.backbone, weights=self.weights, input_shape=self.input_shape
-        )
-        head = self.head.with_classes(len(class_names), list(class_names), name="head")
-        image_size = tuple(backbone.input_shape[1:3])
-        if None in image_size:
-            image_size = self.image_size
-        preprocessor = BackbonePreprocessing(
-            image_size=image_size, mode=spec.preprocessing, name="preprocessing"
-        )
-        self.model = ImageClassifier(backbone, head, preprocessor)
+        # Under a strategy every variable is created in its scope (mirrored on each replica).
+        with self._scope():
+            backbone, spec = build_backbone(
+                backbone, weights=self.weights, input_shape=self.input_shape
+            )
+            head = self.head.with_classes(len(class_names), list(class_names), name="head")
+            image_size = tuple(backbone.input_shape[1:3])
+            if None in image_size:
+                image_size = self.image_size
+            preprocessor = BackbonePreprocessing(
+                image_size=image_size, mode=spec.preprocessing, name="preprocessing"
+            )
+            self.model = ImageClassifier(backbone, head, preprocessor)
         try:
             self.model.finetuner_config = self.get_config()
         except ValueError:
@@ -375,8 +448,9 @@ class FineTuner:
 
     def _recompile(self, trainable: Trainable, learning_rate: float) -> None:
         """Recompiles `self.model` after a change of `trainable`, and logs both."""
-        optimizer = get_optimizer(self.optimizer, learning_rate, trainable.lr_multipliers)
-        self.model.compile(optimizer=optimizer, jit_compile=self.jit_compile)
+        with self._scope():
+            optimizer = get_optimizer(self.optimizer, learning_rate, trainable.lr_multipliers)
+            self.model.compile(optimizer=optimizer, jit_compile=self.jit_compile)
         logger.info(f"{describe_trainable(trainable, self.backbone_name)}; recompiled")
 
     # === Data ===
@@ -510,16 +584,22 @@ class FineTuner:
         phases = schedule.plan(epochs)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"`batch_size` must be an integer >= 1. Received: {batch_size!r}")
+        strategy = self.strategy  # first: a cluster must form before other TensorFlow work
+        if strategy is not None:
+            self._check_distributed_fit(strategy, batch_size)
         if self.seed is not None:
             keras.utils.set_random_seed(self.seed)
 
         # === Resuming ===
         state = read_state(checkpoint_dir) if checkpoint_dir is not None else None
+        # Every worker must resume from the same epoch (checkpoint_dir a shared folder).
+        agree(strategy, state["epochs_done"] if state else 0, "the epochs done in checkpoint_dir")
         split_seed = self.seed
         if state is not None:
             check_same_run(state, checkpoint_dir, epochs, _schedule_config(schedule))
             split_seed = state["split_seed"]
-            self.model = keras.saving.load_model(state["model_path"])
+            with self._scope():
+                self.model = keras.saving.load_model(state["model_path"])
             self._classes_from_data = self.model.head.class_names is not None
             logger.info(
                 f"resuming from {checkpoint_dir}: {state['epochs_done']}/{epochs} epochs done"
@@ -529,6 +609,8 @@ class FineTuner:
             split_seed = int(np.random.default_rng().integers(2**31))
 
         train, validation = self.split(data, labels, validation_data, seed=split_seed)
+        self._into_strategy()
+        agree(strategy, len(train) if train.dataset is None else 0, "the training images")
         # A calibration fitted to the weights before this run would not fit those after.
         reset_calibration(self.model.head)
 
@@ -540,7 +622,7 @@ class FineTuner:
         best = BestWeights(self) if restore_best_weights and validation is not None else None
         if best is not None:
             own_callbacks.append(best)
-        if checkpoint_dir is not None:
+        if checkpoint_dir is not None and self.is_chief:
             run_state = {
                 "epochs": epochs,
                 "schedule": _schedule_config(schedule),
@@ -572,6 +654,20 @@ class FineTuner:
         return self.history
 
     _classes_from_data = False
+
+    def _check_distributed_fit(self, strategy, batch_size: int) -> None:
+        """Refuses, before any training, what would make replicas or workers go different ways."""
+        replicas = strategy.num_replicas_in_sync
+        if batch_size < replicas:
+            raise ValueError(
+                f"`batch_size` is the global batch, split over {replicas} replicas: it must be "
+                f"at least {replicas}. Received: batch_size={batch_size}"
+            )
+        if is_multi_worker(strategy) and self.seed is None:
+            raise ValueError(
+                "Training on several workers needs FineTuner(seed=...): every worker must "
+                "draw the same validation split and shuffle the same way. Received: seed=None"
+            )
 
     def fit_phase(
         self,
@@ -638,6 +734,7 @@ class FineTuner:
             initial_epoch=phase.start_epoch if initial_epoch is None else initial_epoch,
             seed=self.seed,
             jit_compile=self.jit_compile,
+            strategy=self.strategy,
         )
         if trainable.frozen and self.cache_features and train.dataset is None:
             fit_cached(self.model, run, self._feature_cache(), self._views(run, last))
@@ -936,6 +1033,9 @@ class FineTuner:
         self._require_built("model")
         if not str(path).endswith(".keras"):
             raise ValueError(f"The path must end in '.keras'. Received: path={str(path)!r}")
+        if not self.is_chief:
+            logger.info(f"not saving {path}: this worker is not the chief, which writes it")
+            return
         self.model.finetuner_config = self.get_config()
         with atomic_path(path, overwrite=overwrite) as tmp:
             self.model.save(tmp)

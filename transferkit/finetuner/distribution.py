@@ -1,0 +1,271 @@
+"""Choosing and starting a `tf.distribute` strategy for a FineTuner, with bounded waits.
+
+`distribute=` takes `None` (one device, Keras's own `fit`), `"auto"`, `"mirrored"`,
+`"multi_worker"` or any `tf.distribute.Strategy`. Resolution happens once, on
+first use (`FineTuner.strategy`, `build`, `fit`), so the constructor stays a
+plain store of settings.
+
+Two things here exist because TensorFlow waits forever by default:
+
+- `TF_CONFIG` is read and checked before TensorFlow sees it: JSON that does not
+  parse, a task that is not in the cluster, or one address named twice would
+  otherwise make the workers wait for each other without end.
+- `MultiWorkerMirroredStrategy()` blocks (in C++, deaf to Ctrl-C and SIGTERM)
+  until every task of the cluster has connected. It is created in a helper
+  thread and waited for at most `defaults.WORKER_TIMEOUT` seconds; a task
+  that never comes up is then named in a `TimeoutError`.
+"""
+
+import json
+import os
+import socket
+import threading
+import time
+
+import tensorflow as tf
+
+from transferkit import defaults
+from transferkit.utils.log import logger
+
+# The settings `distribute=` takes besides a strategy object.
+DISTRIBUTE_NAMES = ("auto", "mirrored", "multi_worker")
+
+
+def check_distribute(distribute) -> None:
+    """Raises a ValueError unless `distribute` is None, one of the names, or a Strategy."""
+    if distribute is None or isinstance(distribute, tf.distribute.Strategy):
+        return
+    if isinstance(distribute, str) and distribute in DISTRIBUTE_NAMES:
+        return
+    raise ValueError(
+        "`distribute` must be None, 'auto', 'mirrored', 'multi_worker' or a "
+        f"tf.distribute.Strategy. Received: distribute={distribute!r}"
+    )
+
+
+def distribute_config(distribute):
+    """What `get_config` keeps of `distribute`: None or a name (a strategy is not serializable).
+
+    A `MirroredStrategy` is saved as `"mirrored"`, a `MultiWorkerMirroredStrategy`
+    as `"multi_worker"`; a strategy of another kind as None (one device).
+    """
+    if distribute is None or isinstance(distribute, str):
+        return distribute
+    if isinstance(distribute, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multi_worker"
+    if isinstance(distribute, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    return None
+
+
+def read_tf_config(environ=None) -> dict | None:
+    """The cluster `TF_CONFIG` names, checked; None when it is unset or names one task.
+
+    Returns:
+        `{"cluster": {...}, "task": {"type": ..., "index": ...}}`, or None.
+
+    Raises:
+        ValueError: for JSON that does not parse, a missing `cluster` or
+            `task`, a task not in the cluster, or an address named twice.
+    """
+    environ = os.environ if environ is None else environ
+    text = environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return None
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise ValueError(
+            f"TF_CONFIG is not valid JSON ({error}). It should look like "
+            '{"cluster": {"chief": ["host:port"], "worker": ["host:port"]}, '
+            f'"task": {{"type": "worker", "index": 0}}}}. Received: TF_CONFIG={text!r}'
+        ) from error
+    if not isinstance(config, dict) or not isinstance(config.get("cluster"), dict):
+        raise ValueError(f"TF_CONFIG has no 'cluster' mapping. Received: TF_CONFIG={text!r}")
+    cluster = config["cluster"]
+    addresses = {}
+    for job, tasks in cluster.items():
+        if not isinstance(tasks, list) or not tasks:
+            raise ValueError(
+                f"TF_CONFIG's cluster job {job!r} must be a list of 'host:port' addresses. "
+                f"Received: TF_CONFIG={text!r}"
+            )
+        for index, address in enumerate(tasks):
+            if address in addresses:
+                raise ValueError(
+                    f"TF_CONFIG names the address {address!r} twice (as {addresses[address]} and "
+                    f"{job}:{index}): each task needs its own host:port. "
+                    f"Received: TF_CONFIG={text!r}"
+                )
+            addresses[address] = f"{job}:{index}"
+    task = config.get("task")
+    if not isinstance(task, dict) or "type" not in task:
+        raise ValueError(
+            "TF_CONFIG has no 'task' saying which task this process is, such as "
+            f'{{"type": "worker", "index": 0}}. Received: TF_CONFIG={text!r}'
+        )
+    task_type, index = task["type"], task.get("index", 0)
+    if task_type not in cluster or not 0 <= int(index) < len(cluster[task_type]):
+        raise ValueError(
+            f"TF_CONFIG's task {task_type}:{index} is not in its cluster "
+            f"{sorted(addresses.values())}. Received: TF_CONFIG={text!r}"
+        )
+    if len(addresses) < 2:
+        return None
+    return config
+
+
+def _unreachable(config: dict) -> list[str]:
+    """The other tasks of the cluster whose address refuses a TCP connection now."""
+    me = config["task"]
+    missing = []
+    for job, tasks in config["cluster"].items():
+        for index, address in enumerate(tasks):
+            if job == me["type"] and index == int(me.get("index", 0)):
+                continue
+            host, _, port = address.rpartition(":")
+            try:
+                with socket.create_connection((host, int(port)), timeout=2):
+                    pass
+            except OSError:
+                missing.append(f"{job}:{index} at {address}")
+    return missing
+
+
+def multi_worker_strategy(config: dict, timeout: float) -> tf.distribute.Strategy:
+    """A `MultiWorkerMirroredStrategy` for the checked `config`, waited for at most `timeout` s.
+
+    Collective operations (the gradient all-reduce) get the same time limit,
+    so a worker that dies mid-run makes the others fail instead of waiting.
+
+    Raises:
+        TimeoutError: when the cluster is not complete within `timeout` seconds.
+        RuntimeError: when TensorFlow already ran something in this process
+            (the strategy must come first).
+    """
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
+    result = {}
+
+    def create():
+        try:
+            result["strategy"] = tf.distribute.MultiWorkerMirroredStrategy(
+                communication_options=options
+            )
+        except Exception as error:  # handed to the waiting thread
+            result["error"] = error
+
+    # A daemon thread: when it never returns, it must not keep the process alive.
+    thread = threading.Thread(target=create, name="transferkit-cluster-wait", daemon=True)
+    started = time.perf_counter()
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        missing = _unreachable(config) or ["(all addresses answer, but a task did not join)"]
+        raise TimeoutError(
+            f"Waited {timeout:.0f} s for the cluster named in TF_CONFIG to come up; not "
+            f"reachable: {', '.join(missing)}. Start every task (the same script with its "
+            "own TF_CONFIG task), check the addresses and firewalls, or raise the limit "
+            "with the TRANSFERKIT_WORKER_TIMEOUT environment variable (seconds)."
+        )
+    if "error" in result:
+        error = result["error"]
+        if "must be configured at program startup" in str(error) or "initialized" in str(error):
+            raise RuntimeError(
+                "A multi-worker strategy must be created before TensorFlow runs anything in "
+                "the process: read `ft.strategy` (or create your strategy) at the start of "
+                f"the script. TensorFlow said: {error}"
+            ) from error
+        raise error
+    strategy = result["strategy"]
+    logger.info(
+        f"joined the cluster as {config['task']['type']}:{config['task'].get('index', 0)} "
+        f"({strategy.num_replicas_in_sync} replicas in sync) in "
+        f"{time.perf_counter() - started:.1f}s"
+    )
+    return strategy
+
+
+def worker_timeout() -> float:
+    """Seconds any wait for other workers may last (`TRANSFERKIT_WORKER_TIMEOUT` overrides)."""
+    value = os.environ.get("TRANSFERKIT_WORKER_TIMEOUT")
+    if value is None:
+        return float(defaults.WORKER_TIMEOUT)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(
+            "TRANSFERKIT_WORKER_TIMEOUT must be a positive number of seconds. "
+            f"Received: TRANSFERKIT_WORKER_TIMEOUT={value!r}"
+        )
+    return seconds
+
+
+def resolve_strategy(distribute) -> tf.distribute.Strategy | None:
+    """The strategy `distribute` asks for (None: one device, today's path).
+
+    `"auto"`: a `MultiWorkerMirroredStrategy` when `TF_CONFIG` names a cluster
+    of several tasks, else a `MirroredStrategy` when the machine has several
+    GPUs, else None. `"mirrored"`: a `MirroredStrategy` over this machine's
+    GPUs (or its CPU). `"multi_worker"`: a `MultiWorkerMirroredStrategy` from
+    `TF_CONFIG` (a single local worker when it names no cluster).
+    """
+    check_distribute(distribute)
+    if distribute is None or isinstance(distribute, tf.distribute.Strategy):
+        return distribute
+    config = read_tf_config()
+    if distribute == "multi_worker" or (distribute == "auto" and config is not None):
+        if config is None:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        return multi_worker_strategy(config, worker_timeout())
+    gpus = tf.config.list_logical_devices("GPU")
+    if distribute == "mirrored" or len(gpus) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+        logger.info(f"distributing over {strategy.num_replicas_in_sync} local device(s)")
+        return strategy
+    logger.info("distribute='auto': one device and no cluster in TF_CONFIG, so no strategy")
+    return None
+
+
+def is_multi_worker(strategy) -> bool:
+    """Whether `strategy` spans several processes."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    cluster = strategy.cluster_resolver.cluster_spec().as_dict()
+    return sum(len(tasks) for tasks in cluster.values()) > 1
+
+
+def is_chief(strategy) -> bool:
+    """Whether this process writes files: always, unless it is a non-chief worker of a cluster."""
+    if not is_multi_worker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type == "chief":
+        return True
+    # Without a "chief" job, worker 0 is the chief (TensorFlow's own convention).
+    return task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().jobs
+
+
+def agree(strategy, value: float, what: str) -> None:
+    """Checks that every worker holds the same `value`, or raises naming `what`.
+
+    A worker that went its own way (another checkpoint, another seed) would
+    otherwise wait in a collective for the others until the time limit.
+    """
+    if not is_multi_worker(strategy):
+        return
+    local = tf.constant(float(value))
+    low = strategy.reduce(
+        tf.distribute.ReduceOp.MIN, strategy.run(lambda: tf.identity(local)), axis=None
+    )
+    high = strategy.reduce(
+        tf.distribute.ReduceOp.MAX, strategy.run(lambda: tf.identity(local)), axis=None
+    )
+    if float(low) != float(high):
+        raise ValueError(
+            f"The workers disagree on {what}: values from {float(low):g} to {float(high):g} "
+            f"(this worker: {float(value):g}). Every worker must see the same settings, data "
+            "and checkpoint_dir (a folder all workers share)."
+        )
