@@ -100,7 +100,7 @@ class DistributedSteps:
                     loss += tf.add_n(self.model.losses) / context.num_replicas_in_sync
             variables = self.model.trainable_variables
             gradients = tape.gradient(loss, variables)
-            self.model.optimizer.apply_gradients(zip(gradients, variables))
+            self.model.optimizer.apply_gradients(zip(gradients, variables, strict=True))
             return tf.stack([loss_sum, correct, count])
 
         per_replica = self.strategy.run(step, args=(x, y))

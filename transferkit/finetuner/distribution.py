@@ -256,13 +256,9 @@ def agree(strategy, value: float, what: str) -> None:
     """
     if not is_multi_worker(strategy):
         return
-    local = tf.constant(float(value))
-    low = strategy.reduce(
-        tf.distribute.ReduceOp.MIN, strategy.run(lambda: tf.identity(local)), axis=None
-    )
-    high = strategy.reduce(
-        tf.distribute.ReduceOp.MAX, strategy.run(lambda: tf.identity(local)), axis=None
-    )
+    local = tf.constant([float(value)])
+    values = strategy.gather(strategy.run(lambda: tf.identity(local)), axis=0).numpy()
+    low, high = values.min(), values.max()
     if float(low) != float(high):
         raise ValueError(
             f"The workers disagree on {what}: values from {float(low):g} to {float(high):g} "
