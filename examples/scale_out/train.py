@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--data", default="runs/scale_out_images", help="image folder (made if absent)")
+parser.add_argument("--data", default="runs/scale_out_images", help="made if absent")
 parser.add_argument("--images-per-class", type=int, default=24)
 parser.add_argument("--out", default="runs/scale_out", help="where the chief saves model.keras")
 parser.add_argument("--checkpoint-dir", help="a folder all processes share")

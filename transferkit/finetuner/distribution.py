@@ -16,8 +16,10 @@ Two things here exist because TensorFlow waits forever by default:
   that never comes up is then named in a `TimeoutError`.
 """
 
+import contextlib
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -246,6 +248,34 @@ def is_chief(strategy) -> bool:
         return True
     # Without a "chief" job, worker 0 is the chief (TensorFlow's own convention).
     return task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().jobs
+
+
+class WorkerLostError(RuntimeError):
+    """A worker of the cluster stopped (or stopped answering) during a run."""
+
+
+@contextlib.contextmanager
+def reporting_lost_workers(strategy, checkpoint_dir):
+    """Turns TensorFlow's errors about a dead peer into a `WorkerLostError` saying what to do."""
+    if not is_multi_worker(strategy):
+        yield
+        return
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
+        # TensorFlow's message names the task that stopped, after a node name: keep that part.
+        detail = " ".join(str(error).split())
+        detail = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", detail)[:400]
+        resume = (
+            f"The last checkpoint in {checkpoint_dir} is kept: start every task again with the "
+            "same command and the run resumes from it."
+            if checkpoint_dir is not None
+            else "Pass checkpoint_dir= (a folder all tasks share) to resume such a run."
+        )
+        raise WorkerLostError(
+            f"A task of the cluster stopped or stopped answering, so the run cannot go on: "
+            f"{detail} {resume}"
+        ) from error
 
 
 def agree(strategy, value: float, what: str) -> None:

@@ -22,6 +22,7 @@ from transferkit.finetuner.distribution import (
     check_distribute,
     is_chief,
     is_multi_worker,
+    reporting_lost_workers,
     resolve_strategy,
 )
 from transferkit.finetuner.freezing import (
@@ -631,23 +632,24 @@ class FineTuner:
             own_callbacks.append(RunCheckpoint(self, checkpoint_dir, run_state, rows))
 
         # === The phases ===
-        for phase in phases:
-            if phase.end_epoch <= done:
-                continue
-            recorder.start_phase(phase.name)
-            self.fit_phase(
-                phase,
-                train,
-                validation,
-                schedule=schedule,
-                batch_size=batch_size,
-                callbacks=list(callbacks or []) + own_callbacks,
-                class_weight=class_weight,
-                shuffle=shuffle,
-                verbose=verbose,
-                initial_epoch=max(phase.start_epoch, done),
-                last=phase is phases[-1],
-            )
+        with reporting_lost_workers(strategy, checkpoint_dir):
+            for phase in phases:
+                if phase.end_epoch <= done:
+                    continue
+                recorder.start_phase(phase.name)
+                self.fit_phase(
+                    phase,
+                    train,
+                    validation,
+                    schedule=schedule,
+                    batch_size=batch_size,
+                    callbacks=list(callbacks or []) + own_callbacks,
+                    class_weight=class_weight,
+                    shuffle=shuffle,
+                    verbose=verbose,
+                    initial_epoch=max(phase.start_epoch, done),
+                    last=phase is phases[-1],
+                )
         if best is not None:
             best.restore()
         self.history = history_frame(rows)
