@@ -125,4 +125,5 @@ ft.save(Path(args.out) / "model.keras", overwrite=True)  # on other workers: log
 if args.summary:
     weights = {f"w{index}": w for index, w in enumerate(ft.model.get_weights())}
     figures = {"seconds": seconds, "replicas": replicas, "chief": ft.is_chief}
-    np.savez(args.summary, figures=json.dumps(figures), **weights)
+    probabilities = ft.predict(data).filter(like="prob_").to_numpy()
+    np.savez(args.summary, figures=json.dumps(figures), probabilities=probabilities, **weights)

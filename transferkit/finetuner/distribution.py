@@ -10,18 +10,17 @@ Two things here exist because TensorFlow waits forever by default:
 - `TF_CONFIG` is read and checked before TensorFlow sees it: JSON that does not
   parse, a task that is not in the cluster, or one address named twice would
   otherwise make the workers wait for each other without end.
-- `MultiWorkerMirroredStrategy()` blocks (in C++, deaf to Ctrl-C and SIGTERM)
-  until every task of the cluster has connected. It is created in a helper
-  thread and waited for at most `defaults.WORKER_TIMEOUT` seconds; a task
-  that never comes up is then named in a `TimeoutError`.
+- `MultiWorkerMirroredStrategy()` blocks (in C++, holding Python's lock)
+  until every task of the cluster has connected. The wait is bounded by
+  `defaults.WORKER_TIMEOUT` seconds (`TRANSFERKIT_WORKER_TIMEOUT`), after
+  which the process stops with a message, rather than waiting forever.
 """
 
 import contextlib
+import faulthandler
 import json
 import os
 import re
-import socket
-import threading
 import time
 
 import tensorflow as tf
@@ -117,71 +116,49 @@ def read_tf_config(environ=None) -> dict | None:
     return config
 
 
-def _unreachable(config: dict) -> list[str]:
-    """The other tasks of the cluster whose address refuses a TCP connection now."""
-    me = config["task"]
-    missing = []
-    for job, tasks in config["cluster"].items():
-        for index, address in enumerate(tasks):
-            if job == me["type"] and index == int(me.get("index", 0)):
-                continue
-            host, _, port = address.rpartition(":")
-            try:
-                with socket.create_connection((host, int(port)), timeout=2):
-                    pass
-            except OSError:
-                missing.append(f"{job}:{index} at {address}")
-    return missing
-
-
 def multi_worker_strategy(config: dict, timeout: float) -> tf.distribute.Strategy:
     """A `MultiWorkerMirroredStrategy` for the checked `config`, waited for at most `timeout` s.
 
-    Collective operations (the gradient all-reduce) get the same time limit,
-    so a worker that dies mid-run makes the others fail instead of waiting.
+    TensorFlow waits for the other tasks inside a C++ call that holds Python's
+    lock: no Python thread, signal handler or exception can end it. So the wait
+    is bounded by `faulthandler`'s C-level timer: when the cluster is not
+    complete in time, the process prints the stack ("Timeout (0:02:00)!"),
+    after a log line naming every task it waits for, and exits with status 1.
+    Collective operations (the gradient all-reduce) get the same time limit.
 
     Raises:
-        TimeoutError: when the cluster is not complete within `timeout` seconds.
         RuntimeError: when TensorFlow already ran something in this process
             (the strategy must come first).
     """
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
-    result = {}
-
-    def create():
-        try:
-            result["strategy"] = tf.distribute.MultiWorkerMirroredStrategy(
-                communication_options=options
-            )
-        except Exception as error:  # handed to the waiting thread
-            result["error"] = error
-
-    # A daemon thread: when it never returns, it must not keep the process alive.
-    thread = threading.Thread(target=create, name="transferkit-cluster-wait", daemon=True)
-    started = time.perf_counter()
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        missing = _unreachable(config) or ["(all addresses answer, but a task did not join)"]
-        raise TimeoutError(
-            f"Waited {timeout:.0f} s for the cluster named in TF_CONFIG to come up; not "
-            f"reachable: {', '.join(missing)}. Start every task (the same script with its "
-            "own TF_CONFIG task), check the addresses and firewalls, or raise the limit "
-            "with the TRANSFERKIT_WORKER_TIMEOUT environment variable (seconds)."
-        )
-    if "error" in result:
-        error = result["error"]
-        if "must be configured at program startup" in str(error) or "initialized" in str(error):
-            raise RuntimeError(
-                "A multi-worker strategy must be created before TensorFlow runs anything in "
-                "the process: read `ft.strategy` (or create your strategy) at the start of "
-                f"the script. TensorFlow said: {error}"
-            ) from error
-        raise error
-    strategy = result["strategy"]
+    me = f"{config['task']['type']}:{config['task'].get('index', 0)}"
+    tasks = ", ".join(
+        f"{job}:{index} at {address}"
+        for job, addresses in config["cluster"].items()
+        for index, address in enumerate(addresses)
+    )
     logger.info(
-        f"joined the cluster as {config['task']['type']}:{config['task'].get('index', 0)} "
-        f"({strategy.num_replicas_in_sync} replicas in sync) in "
+        f"joining the cluster of TF_CONFIG as {me}: waiting at most {timeout:.0f} s for {tasks} "
+        "(TRANSFERKIT_WORKER_TIMEOUT); if a task does not come up in time, this process "
+        "stops with exit status 1"
+    )
+    started = time.perf_counter()
+    faulthandler.dump_traceback_later(timeout, exit=True)
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except RuntimeError as error:
+        if "program startup" not in str(error):
+            raise
+        raise RuntimeError(
+            "A multi-worker strategy must be created before TensorFlow runs anything in "
+            "the process (building a model or a layer does): create the FineTuner, or "
+            "`strategy = transferkit.resolve_strategy('auto')` to pass as distribute=, "
+            f"at the start of the script. TensorFlow said: {error}"
+        ) from error
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    logger.info(
+        f"joined the cluster as {me} ({strategy.num_replicas_in_sync} replicas in sync) in "
         f"{time.perf_counter() - started:.1f}s"
     )
     return strategy

@@ -22,6 +22,7 @@ from transferkit.finetuner.distribution import (
     check_distribute,
     is_chief,
     is_multi_worker,
+    read_tf_config,
     reporting_lost_workers,
     resolve_strategy,
 )
@@ -143,8 +144,11 @@ class FineTuner:
             machine has several GPUs, else one device), `"mirrored"`,
             `"multi_worker"`, or your own strategy. `batch_size` is the global
             batch, split over the replicas, and the learning rates are those of
-            one device at that batch size. Only the chief writes files. See the
-            "Scaling out" guide. Defaults to `None` (one device).
+            one device at that batch size. Only the chief writes files. When
+            `TF_CONFIG` names a cluster, the constructor joins it (TensorFlow
+            requires the cluster before any other TensorFlow work: create the
+            FineTuner, or `transferkit.resolve_strategy("auto")`, first). See
+            the "Scaling out" guide. Defaults to `None` (one device).
 
     Example:
 
@@ -176,6 +180,11 @@ class FineTuner:
         seed: int | None = None,
         distribute=None,
     ):
+        check_distribute(distribute)
+        if distribute in ("auto", "multi_worker") and read_tf_config() is not None:
+            # A cluster must form before TensorFlow runs anything in the process, and
+            # the checks below already do (a layer makes a variable): join it first.
+            self._strategy, self._resolved = resolve_strategy(distribute), True
         if num_classes is not None and (
             isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
         ):
@@ -206,7 +215,6 @@ class FineTuner:
                 "`cached_views` must be an integer >= 1, or None to choose by schedule. "
                 f"Received: cached_views={cached_views!r}"
             )
-        check_distribute(distribute)
         augmentation_layer(augmentation, seed)  # validates early
         schedules_module.get(schedule)
         get_optimizer(optimizer, 1e-3)
