@@ -233,12 +233,12 @@ def test_a_killed_worker_fails_the_run_clearly_and_a_restart_resumes(reference):
             for name, config in (("chief", chief_config), ("worker", worker_config))
         ]
 
-    processes = start_both(["--pause", 20], "first")
+    processes = start_both(["--pause", 4], "first")
     try:
         chief, worker = processes
         deadline = time.monotonic() + RUN_LIMIT
         state = checkpoint / "state.json"
-        # Both wait 20 s before epoch 3: kill the worker once epoch 2 is checkpointed.
+        # Both wait 4 s before epoch 3: kill the worker once epoch 2 is checkpointed.
         while not (state.exists() and json.loads(state.read_text())["epochs_done"] == 2):
             assert chief.poll() is None, read(chief)[-3000:]
             assert time.monotonic() < deadline, "epoch 2 was never checkpointed"
