@@ -368,6 +368,8 @@ class FineTuner:
             with self._scope():
                 backbone = keras.models.clone_model(self.backbone)
                 backbone.set_weights(self.backbone.get_weights())
+            # As without a strategy, your backbone setting is the model's backbone.
+            self.backbone = backbone
         if self.seed is not None:
             keras.utils.set_random_seed(self.seed)
         # Under a strategy every variable is created in its scope (mirrored on each replica).
