@@ -213,9 +213,9 @@ def test_a_two_process_cluster_ends_identical_and_only_the_chief_writes(referenc
 def test_a_killed_worker_fails_the_run_clearly_and_a_restart_resumes(reference):
     tmp_path = reference
     checkpoint = tmp_path / "shared-checkpoint"
-    common = ["--distribute", "auto", "--no-shuffle", "--checkpoint-dir", checkpoint]
+    common = ["--distribute", "auto", "--no-shuffle"]
 
-    def start_both(extra, tag):
+    def start_both(extra, tag, worker_checkpoint=checkpoint):
         chief_config, worker_config = cluster(free_ports(2))
         return [
             start(
@@ -223,6 +223,8 @@ def test_a_killed_worker_fails_the_run_clearly_and_a_restart_resumes(reference):
                 f"{tag}-{name}",
                 *common,
                 *extra,
+                "--checkpoint-dir",
+                checkpoint if name == "chief" else worker_checkpoint,
                 "--out",
                 tmp_path / f"{tag}-{name}",
                 "--summary",
@@ -250,6 +252,17 @@ def test_a_killed_worker_fails_the_run_clearly_and_a_restart_resumes(reference):
     assert status != 0
     assert "WorkerLostError" in output and "/job:worker/replica:0/task:0" in output
     assert f"The last checkpoint in {checkpoint} is kept" in output
+
+    # A worker that does not see the chief's checkpoint (a folder that is not shared) is
+    # refused by both, before any training.
+    processes = start_both([], "unshared", worker_checkpoint=tmp_path / "elsewhere")
+    try:
+        results = [finish(process) for process in processes]
+    finally:
+        stop(*processes)
+    for status, output in results:
+        assert status != 0
+        assert "The workers disagree on the epochs done in checkpoint_dir" in output
 
     processes = start_both([], "again")
     try:
