@@ -277,9 +277,14 @@ class FineTuner:
         Resolved on first use; with a multi-worker cluster, read it at the
         start of your script, before TensorFlow runs anything else.
 
+        When a task of the cluster does not come up within
+        `transferkit.defaults.WORKER_TIMEOUT` seconds (`TRANSFERKIT_WORKER_TIMEOUT`),
+        the process stops with exit status 1 after saying which tasks it waited
+        for: TensorFlow's wait cannot be interrupted from Python.
+
         Raises:
-            ValueError: for a `TF_CONFIG` that does not parse or names a task twice.
-            TimeoutError: when a task of the cluster does not come up in time.
+            ValueError: for a `TF_CONFIG` that does not parse, names an address
+                twice or a task outside its cluster.
         """
         if not self._resolved:
             self._strategy = resolve_strategy(self.distribute)
@@ -1036,6 +1041,9 @@ class FineTuner:
             path: str or path. Must end in `.keras`.
             overwrite: bool. Whether to replace an existing file. Defaults to
                 `False`.
+
+        Under a multi-worker strategy only the chief writes the file; on the
+        other workers `save` logs that and returns.
 
         Raises:
             FileExistsError: if `path` exists and `overwrite` is `False`.
