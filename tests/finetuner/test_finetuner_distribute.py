@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -364,3 +365,36 @@ def test_distribute_is_checked_and_travels_in_the_config(monkeypatch):
     monkeypatch.setenv("TRANSFERKIT_WORKER_TIMEOUT", "soon")
     with pytest.raises(ValueError, match="TRANSFERKIT_WORKER_TIMEOUT must be a positive"):
         worker_timeout()
+
+
+def test_the_distributed_step_repeats_keras_fit_in_process(image_folder):
+    """One replica, in this process: the whole recipe through the distributed step.
+
+    Class weights weigh the training loss only (as in Keras), so the validation loss,
+    which picks the best epoch, is the same number on both paths.
+    """
+    from test_finetuner import tiny_backbone  # tests/finetuner is on the path
+
+    root = image_folder()
+
+    def run(distribute):
+        keras.utils.set_random_seed(5)
+        ft = tk.FineTuner(
+            tiny_backbone(),
+            weights=None,
+            head=tk.ClassificationHead(dropout=0.0),
+            schedule=tk.FreezeUnfreeze(frozen_epochs=2, learning_rate=0.05),
+            seed=3,
+            distribute=distribute,
+        )
+        history = ft.fit(
+            root, epochs=4, batch_size=8, shuffle=False, class_weight={0: 1.0, 1: 3.0}, verbose=0
+        )
+        return ft, history
+
+    one, expected = run(None)
+    mirrored, history = run(tf.distribute.MirroredStrategy(["/cpu:0"]))
+    assert isinstance(mirrored.model.distribute_strategy, tf.distribute.MirroredStrategy)
+    columns = ["learning_rate", "loss", "accuracy", "val_loss", "val_accuracy"]
+    np.testing.assert_allclose(history[columns], expected[columns], rtol=1e-5, atol=1e-6)
+    assert_same_weights(mirrored.model.get_weights(), one.model.get_weights(), TOLERANCE)

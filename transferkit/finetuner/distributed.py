@@ -81,7 +81,8 @@ class DistributedSteps:
     def _sums(self, x, y, training):
         outputs = self.model(x, training=training)
         per_example = self.loss_fn(y, outputs)
-        if self.class_weights is not None:
+        # As in Keras, class weights weigh the training loss only, not the validation loss.
+        if training and self.class_weights is not None:
             per_example = per_example * tf.gather(
                 self.class_weights, tf.cast(tf.reshape(y, [-1]), tf.int32)
             )
