@@ -398,3 +398,7 @@ def test_the_distributed_step_repeats_keras_fit_in_process(image_folder):
     columns = ["learning_rate", "loss", "accuracy", "val_loss", "val_accuracy"]
     np.testing.assert_allclose(history[columns], expected[columns], rtol=1e-5, atol=1e-6)
     assert_same_weights(mirrored.model.get_weights(), one.model.get_weights(), TOLERANCE)
+    # The learning-rate finder trains the head in the strategy's scope, and leaves it as it was.
+    before = mirrored.model.get_weights()
+    assert mirrored.find_lr(root, steps=5, batch_size=8).frame.shape[0] > 0
+    assert_same_weights(mirrored.model.get_weights(), before, atol=0)

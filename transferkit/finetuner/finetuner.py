@@ -834,17 +834,24 @@ class FineTuner:
             seed=self.seed,
             jit_compile=self.jit_compile,
         )
-        return find_learning_rate(
-            head_model(self.model.head, features.shape[1:]),
-            np.asarray(features),
-            np.asarray(feature_labels),
-            self.model.head.default_loss(),
-            start_learning_rate,
-            end_learning_rate,
-            steps,
-            batch_size,
-            self.seed,
-        )
+        if is_multi_worker(self.strategy):
+            raise ValueError(
+                "find_lr runs Keras's own fit, which fails on a multi-worker cluster: find the "
+                "learning rate in one process (distribute=None), then train on the cluster."
+            )
+        # The head's variables live in the strategy's scope: its optimizer must too.
+        with self._scope():
+            return find_learning_rate(
+                head_model(self.model.head, features.shape[1:]),
+                np.asarray(features),
+                np.asarray(feature_labels),
+                self.model.head.default_loss(),
+                start_learning_rate,
+                end_learning_rate,
+                steps,
+                batch_size,
+                self.seed,
+            )
 
     # === Inference ===
     def predict(self, images, batch_size: int = defaults.BATCH_SIZE, *, tta=False) -> pd.DataFrame:
