@@ -199,6 +199,11 @@ def test_a_two_process_cluster_ends_identical_and_only_the_chief_writes(referenc
     chief, worker = (weights(tmp_path / f"{name}.npz") for name in ("chief", "worker"))
     assert_same_weights(worker, chief, atol=0)  # bit-identical
     assert_same_weights(chief, weights(tmp_path / "one.npz"), TOLERANCE)
+    # predict, under the cluster: every worker gets every image's probabilities, in order.
+    expected = np.load(tmp_path / "one.npz")["probabilities"]
+    for name in ("chief", "worker"):
+        got = np.load(tmp_path / f"{name}.npz")["probabilities"]
+        np.testing.assert_allclose(got, expected, atol=1e-5)
     # The chief alone writes: the model, the checkpoint (each task was given its own folders,
     # so that a write by the worker would show).
     assert (tmp_path / "chief-out" / "model.keras").exists()
