@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers, editors and the
         tuning,
     )
     from transferkit.backbones import build_backbone, list_backbones
-    from transferkit.finetuner import EvaluationReport, FineTuner, load
+    from transferkit.finetuner import EvaluationReport, FineTuner, load, resolve_strategy
     from transferkit.heads import ClassificationHead
     from transferkit.models import ImageClassifier
     from transferkit.schedules import Freeze, FreezeUnfreeze, GradualUnfreeze, NoFreeze, Schedule
@@ -53,6 +53,7 @@ _LAZY = {
     "FineTuner": "transferkit.finetuner",
     "load": "transferkit.finetuner",
     "EvaluationReport": "transferkit.finetuner",
+    "resolve_strategy": "transferkit.finetuner",
     "ClassificationHead": "transferkit.heads",
     "Schedule": "transferkit.schedules",
     "NoFreeze": "transferkit.schedules",
@@ -93,6 +94,7 @@ __all__ = [
     "load",
     "ImageClassifier",
     "EvaluationReport",
+    "resolve_strategy",
     "ClassificationHead",
     "Schedule",
     "NoFreeze",

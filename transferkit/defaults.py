@@ -59,3 +59,8 @@ TOLERANCES = {None: 1e-4, "float16": 1e-2}
 # Images drawn from the representative data to calibrate a full-integer LiteRT model
 # (LiteRT's guide suggests about a hundred).
 REPRESENTATIVE_IMAGES = 100
+
+# === Distribution ===
+# Seconds any wait for the other workers of a cluster may last: for all of them to come
+# up, and for each collective step (a worker that died makes the others fail after it).
+WORKER_TIMEOUT = 120

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 
 # The same tiny backbone (always initialised alike) as the FineTuner's other tests.
 from test_finetuner import tiny_backbone  # tests/finetuner is on the path
@@ -82,6 +83,9 @@ NON_DEFAULTS = [
     ("path_column", lambda tmp: "file"),
     ("label_column", lambda tmp: "animal"),
     ("seed", lambda tmp: 7),
+    ("distribute", lambda tmp: "auto"),
+    # A strategy is not serializable: its kind is saved.
+    ("distribute", lambda tmp: tf.distribute.MirroredStrategy(["/cpu:0"])),
 ]
 
 

@@ -16,6 +16,7 @@ import keras
 
 from transferkit import schedules
 from transferkit.features import FeatureCache
+from transferkit.finetuner.distribution import distribute_config
 
 
 def _serialize_schedule(schedule):
@@ -73,6 +74,8 @@ def finetuner_config(finetuner) -> dict:
         "path_column": finetuner.path_column,
         "label_column": finetuner.label_column,
         "seed": finetuner.seed,
+        # A strategy object is not serializable: its kind is kept ("mirrored", ...).
+        "distribute": distribute_config(finetuner.distribute),
     }
     # Exactly what a `.keras` file gives back (tuples become lists there).
     return json.loads(json.dumps(config))

@@ -17,6 +17,15 @@ from transferkit.finetuner.augmentation import augmentation_layer
 from transferkit.finetuner.best_weights import BestWeights
 from transferkit.finetuner.checkpoint import RunCheckpoint, check_same_run, read_state
 from transferkit.finetuner.config import finetuner_config, finetuner_kwargs
+from transferkit.finetuner.distribution import (
+    agree,
+    check_distribute,
+    is_chief,
+    is_multi_worker,
+    read_tf_config,
+    reporting_lost_workers,
+    resolve_strategy,
+)
 from transferkit.finetuner.freezing import (
     Trainable,
     apply_phase,
@@ -144,6 +153,17 @@ class FineTuner:
             `"label"`.
         seed: int or None. Makes the split, shuffling, augmentation and
             initialisation repeatable. Defaults to `None`.
+        distribute: str, `tf.distribute.Strategy` or None. Train on several
+            devices or machines: `"auto"` (a `MultiWorkerMirroredStrategy`
+            when `TF_CONFIG` names a cluster, a `MirroredStrategy` when the
+            machine has several GPUs, else one device), `"mirrored"`,
+            `"multi_worker"`, or your own strategy. `batch_size` is the global
+            batch, split over the replicas, and the learning rates are those of
+            one device at that batch size. Only the chief writes files. When
+            `TF_CONFIG` names a cluster, the constructor joins it (TensorFlow
+            requires the cluster before any other TensorFlow work: create the
+            FineTuner, or `transferkit.resolve_strategy("auto")`, first). See
+            the "Scaling out" guide. Defaults to `None` (one device).
 
     Example:
 
@@ -174,7 +194,13 @@ class FineTuner:
         path_column: str = "path",
         label_column: str = "label",
         seed: int | None = None,
+        distribute=None,
     ):
+        check_distribute(distribute)
+        if distribute in ("auto", "multi_worker") and read_tf_config() is not None:
+            # A cluster must form before TensorFlow runs anything in the process, and
+            # the checks below already do (a layer makes a variable): join it first.
+            self._strategy, self._resolved = resolve_strategy(distribute), True
         if num_classes is not None and (
             isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
         ):
@@ -233,6 +259,7 @@ class FineTuner:
         self.path_column = path_column
         self.label_column = label_column
         self.seed = seed
+        self.distribute = distribute
 
         self.model = None
         self.history = None
@@ -256,6 +283,56 @@ class FineTuner:
                 cannot be deserialized.
         """
         return cls(**finetuner_kwargs(cls, config))
+
+    # === Distribution ===
+    _resolved = False
+    _strategy = None
+
+    @property
+    def strategy(self):
+        """The `tf.distribute.Strategy` that `distribute` resolves to (None: one device).
+
+        Resolved on first use; with a multi-worker cluster, read it at the
+        start of your script, before TensorFlow runs anything else.
+
+        When a task of the cluster does not come up within
+        `transferkit.defaults.WORKER_TIMEOUT` seconds (`TRANSFERKIT_WORKER_TIMEOUT`),
+        the process stops with exit status 1 after saying which tasks it waited
+        for: TensorFlow's wait cannot be interrupted from Python.
+
+        Raises:
+            ValueError: for a `TF_CONFIG` that does not parse, names an address
+                twice or a task outside its cluster.
+        """
+        if not self._resolved:
+            self._strategy = resolve_strategy(self.distribute)
+            self._resolved = True
+        return self._strategy
+
+    @property
+    def is_chief(self) -> bool:
+        """Whether this process writes files (the model, checkpoints): False on other workers."""
+        return is_chief(self.strategy)
+
+    def _scope(self):
+        strategy = self.strategy
+        return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+    def _into_strategy(self) -> None:
+        """Re-creates a model built outside the strategy (such as a loaded one) inside it."""
+        strategy = self.strategy
+        if strategy is None or self.model is None:
+            return
+        if getattr(self.model, "distribute_strategy", None) is strategy:
+            return
+        weights = self.model.get_weights()
+        finetuner_config = self.model.finetuner_config
+        with strategy.scope():
+            model = ImageClassifier.from_config(self.model.get_config())
+            model.build((None, None, None, 3))
+            model.set_weights(weights)
+        model.finetuner_config = finetuner_config
+        self.model = model
 
     @property
     def backbone_name(self) -> str:
@@ -307,19 +384,30 @@ class FineTuner:
                 f"{len(class_names)} classes: {list(class_names)}. Fix num_classes (or pass "
                 "None to take it from the data) or the data."
             )
+        backbone = self.backbone
+        if self.strategy is not None and isinstance(backbone, keras.Model):
+            # Your own backbone's variables were made outside the scope: mirror a copy
+            # (before seeding, so the head starts from the weights it would have anyway).
+            with self._scope():
+                backbone = keras.models.clone_model(self.backbone)
+                backbone.set_weights(self.backbone.get_weights())
+            # As without a strategy, your backbone setting is the model's backbone.
+            self.backbone = backbone
         if self.seed is not None:
             keras.utils.set_random_seed(self.seed)
-        backbone, spec = build_backbone(
-            self.backbone, weights=self.weights, input_shape=self.input_shape
-        )
-        head = self.head.with_classes(len(class_names), list(class_names), name="head")
-        image_size = tuple(backbone.input_shape[1:3])
-        if None in image_size:
-            image_size = self.image_size
-        preprocessor = BackbonePreprocessing(
-            image_size=image_size, mode=spec.preprocessing, name="preprocessing"
-        )
-        self.model = ImageClassifier(backbone, head, preprocessor)
+        # Under a strategy every variable is created in its scope (mirrored on each replica).
+        with self._scope():
+            backbone, spec = build_backbone(
+                backbone, weights=self.weights, input_shape=self.input_shape
+            )
+            head = self.head.with_classes(len(class_names), list(class_names), name="head")
+            image_size = tuple(backbone.input_shape[1:3])
+            if None in image_size:
+                image_size = self.image_size
+            preprocessor = BackbonePreprocessing(
+                image_size=image_size, mode=spec.preprocessing, name="preprocessing"
+            )
+            self.model = ImageClassifier(backbone, head, preprocessor)
         try:
             self.model.finetuner_config = self.get_config()
         except ValueError:
@@ -394,8 +482,9 @@ class FineTuner:
 
     def _recompile(self, trainable: Trainable, learning_rate: float) -> None:
         """Recompiles `self.model` after a change of `trainable`, and logs both."""
-        optimizer = get_optimizer(self.optimizer, learning_rate, trainable.lr_multipliers)
-        self.model.compile(optimizer=optimizer, jit_compile=self.jit_compile)
+        with self._scope():
+            optimizer = get_optimizer(self.optimizer, learning_rate, trainable.lr_multipliers)
+            self.model.compile(optimizer=optimizer, jit_compile=self.jit_compile)
         logger.info(f"{describe_trainable(trainable, self.backbone_name)}; recompiled")
 
     # === Precision ===
@@ -424,7 +513,8 @@ class FineTuner:
             yield
             return
         float_model = self.model
-        self.model = with_precision(float_model, policy)
+        with self._scope():
+            self.model = with_precision(float_model, policy)
         self._in_training_precision = True
         logger.info(f"training in {policy}")
         try:
@@ -567,19 +657,25 @@ class FineTuner:
         phases = schedule.plan(epochs)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"`batch_size` must be an integer >= 1. Received: {batch_size!r}")
+        strategy = self.strategy  # first: a cluster must form before other TensorFlow work
+        if strategy is not None:
+            self._check_distributed_fit(strategy, batch_size)
         if self.seed is not None:
             keras.utils.set_random_seed(self.seed)
 
         # === Resuming ===
         state = read_state(checkpoint_dir) if checkpoint_dir is not None else None
+        # Every worker must resume from the same epoch (checkpoint_dir a shared folder).
+        agree(strategy, state["epochs_done"] if state else 0, "the epochs done in checkpoint_dir")
         split_seed = self.seed
         if state is not None:
             check_same_run(state, checkpoint_dir, epochs, _schedule_config(schedule))
             split_seed = state["split_seed"]
-            self.model = keras.saving.load_model(state["model_path"])
-            if model_precision(self.model) != "float32":
-                # Checkpoints hold the model as it trained; between runs it is float32.
-                self.model = with_precision(self.model, "float32")
+            with self._scope():
+                self.model = keras.saving.load_model(state["model_path"])
+                if model_precision(self.model) != "float32":
+                    # Checkpoints hold the model as it trained; between runs it is float32.
+                    self.model = with_precision(self.model, "float32")
             self._classes_from_data = self.model.head.class_names is not None
             logger.info(
                 f"resuming from {checkpoint_dir}: {state['epochs_done']}/{epochs} epochs done"
@@ -589,6 +685,8 @@ class FineTuner:
             split_seed = int(np.random.default_rng().integers(2**31))
 
         train, validation = self.split(data, labels, validation_data, seed=split_seed)
+        self._into_strategy()
+        agree(strategy, len(train) if train.dataset is None else 0, "the training images")
         # A calibration fitted to the weights before this run would not fit those after.
         reset_calibration(self.model.head)
 
@@ -600,7 +698,7 @@ class FineTuner:
         best = BestWeights(self) if restore_best_weights and validation is not None else None
         if best is not None:
             own_callbacks.append(best)
-        if checkpoint_dir is not None:
+        if checkpoint_dir is not None and self.is_chief:
             run_state = {
                 "epochs": epochs,
                 "schedule": _schedule_config(schedule),
@@ -609,7 +707,7 @@ class FineTuner:
             own_callbacks.append(RunCheckpoint(self, checkpoint_dir, run_state, rows))
 
         # === The phases ===
-        with self._training_precision():
+        with reporting_lost_workers(strategy, checkpoint_dir), self._training_precision():
             for phase in phases:
                 if phase.end_epoch <= done:
                     continue
@@ -633,6 +731,20 @@ class FineTuner:
         return self.history
 
     _classes_from_data = False
+
+    def _check_distributed_fit(self, strategy, batch_size: int) -> None:
+        """Refuses, before any training, what would make replicas or workers go different ways."""
+        replicas = strategy.num_replicas_in_sync
+        if batch_size < replicas:
+            raise ValueError(
+                f"`batch_size` is the global batch, split over {replicas} replicas: it must be "
+                f"at least {replicas}. Received: batch_size={batch_size}"
+            )
+        if is_multi_worker(strategy) and self.seed is None:
+            raise ValueError(
+                "Training on several workers needs FineTuner(seed=...): every worker must "
+                "draw the same validation split and shuffle the same way. Received: seed=None"
+            )
 
     def fit_phase(
         self,
@@ -731,6 +843,7 @@ class FineTuner:
             initial_epoch=phase.start_epoch if initial_epoch is None else initial_epoch,
             seed=self.seed,
             jit_compile=self.jit_compile,
+            strategy=self.strategy,
         )
         if trainable.frozen and self.cache_features and train.dataset is None:
             fit_cached(self.model, run, self._feature_cache(), self._views(run, last))
@@ -814,17 +927,24 @@ class FineTuner:
                 seed=self.seed,
                 jit_compile=self.jit_compile,
             )
-        return find_learning_rate(
-            head_model(self.model.head, features.shape[1:]),
-            np.asarray(features),
-            np.asarray(feature_labels),
-            self.model.head.default_loss(),
-            start_learning_rate,
-            end_learning_rate,
-            steps,
-            batch_size,
-            self.seed,
-        )
+        if is_multi_worker(self.strategy):
+            raise ValueError(
+                "find_lr runs Keras's own fit, which fails on a multi-worker cluster: find the "
+                "learning rate in one process (distribute=None), then train on the cluster."
+            )
+        # The head's variables live in the strategy's scope: its optimizer must too.
+        with self._scope():
+            return find_learning_rate(
+                head_model(self.model.head, features.shape[1:]),
+                np.asarray(features),
+                np.asarray(feature_labels),
+                self.model.head.default_loss(),
+                start_learning_rate,
+                end_learning_rate,
+                steps,
+                batch_size,
+                self.seed,
+            )
 
     # === Inference ===
     def predict(self, images, batch_size: int = defaults.BATCH_SIZE, *, tta=False) -> pd.DataFrame:
@@ -1022,6 +1142,9 @@ class FineTuner:
             overwrite: bool. Whether to replace an existing file. Defaults to
                 `False`.
 
+        Under a multi-worker strategy only the chief writes the file; on the
+        other workers `save` logs that and returns.
+
         Raises:
             FileExistsError: if `path` exists and `overwrite` is `False`.
             ValueError: for a path not ending in `.keras`, or a custom schedule
@@ -1030,6 +1153,9 @@ class FineTuner:
         self._require_built("model")
         if not str(path).endswith(".keras"):
             raise ValueError(f"The path must end in '.keras'. Received: path={str(path)!r}")
+        if not self.is_chief:
+            logger.info(f"not saving {path}: this worker is not the chief, which writes it")
+            return
         self.model.finetuner_config = self.get_config()
         model = self.model
         if model_precision(model) != "float32":

@@ -5,7 +5,9 @@ phase, what trains and the Keras `fit` settings) and, for a cached phase, the
 feature cache. They compile for the phase (a fresh layer-wise optimizer with
 the phase's learning-rate schedule) and run Keras's `fit` for its epochs,
 either on the whole classifier or, while the backbone is frozen, on the head
-alone over features computed once.
+alone over features computed once. Under a `tf.distribute` strategy the same
+phases run the custom distributed step of `transferkit.finetuner.distributed`
+instead of Keras's `fit`.
 """
 
 import dataclasses
@@ -14,6 +16,7 @@ import os
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from transferkit.data import ImageSource, make_dataset
 from transferkit.features import (
@@ -24,6 +27,7 @@ from transferkit.features import (
 )
 from transferkit.features import source_fingerprint as fingerprint_source
 from transferkit.finetuner.augmentation import augmentation_key
+from transferkit.finetuner.distributed import DistributedSteps
 from transferkit.finetuner.freezing import Trainable
 from transferkit.models import ImageClassifier
 from transferkit.optimizers import get_optimizer
@@ -51,6 +55,8 @@ class PhaseRun:
             `phase.start_epoch` when a run resumes inside it).
         seed: int or None. Seeds shuffling, augmentation and cached views.
         jit_compile: bool. Whether Keras compiles with XLA.
+        strategy: `tf.distribute.Strategy` or None. The strategy the model was
+            built under; None trains with Keras's `fit` on one device.
     """
 
     phase: Phase
@@ -68,6 +74,7 @@ class PhaseRun:
     initial_epoch: int
     seed: int | None
     jit_compile: bool
+    strategy: tf.distribute.Strategy | None = None
 
 
 def compile_for_phase(model: keras.Model, loss: str, run: PhaseRun, steps_per_epoch: int) -> None:
@@ -98,6 +105,9 @@ def fit_end_to_end(model: ImageClassifier, run: PhaseRun) -> None:
     if run.validation is not None:
         validation = make_dataset(run.validation, model.image_size, run.batch_size)
     steps = _steps(run.train, run.batch_size, dataset)
+    if run.strategy is not None:
+        _fit_distributed(model, model.head.default_loss(), run, dataset, validation, steps)
+        return
     compile_for_phase(model, model.head.default_loss(), run, steps)
     model.fit(
         dataset,
@@ -146,6 +156,19 @@ def fit_cached(model: ImageClassifier, run: PhaseRun, cache: FeatureCache, views
     validation = None
     if run.validation is not None:
         validation = cached_features(model, run.validation, backbone_digest=digest, **extract)
+    if run.strategy is not None:
+        with run.strategy.scope():
+            head = head_model(model.head, features.shape[1:])
+        _fit_distributed(
+            head,
+            model.head.default_loss(),
+            run,
+            _feature_dataset(features, labels, run.batch_size, run.shuffle, run.seed),
+            None if validation is None else _feature_dataset(*validation, run.batch_size),
+            math.ceil(len(features) / run.batch_size),
+        )
+        model.stop_training = head.stop_training
+        return
     head = head_model(model.head, features.shape[1:])
     compile_for_phase(
         head, model.head.default_loss(), run, math.ceil(len(features) / run.batch_size)
@@ -218,6 +241,32 @@ class DiskFeatures(keras.utils.PyDataset):
         file = getattr(self, "file", None)
         if file is not None:
             file.close()
+
+
+def _fit_distributed(model, loss: str, run: PhaseRun, train, validation, steps: int) -> None:
+    """Compiles inside the strategy's scope and runs the distributed steps for the phase."""
+    with run.strategy.scope():
+        compile_for_phase(model, loss, run, steps)
+        if not model.optimizer.built:
+            # Built here, not lazily by the first step: a tf.function may not create variables.
+            model.optimizer.build(model.trainable_variables)
+    DistributedSteps(run.strategy, model, loss, run.class_weight).fit(
+        train,
+        validation,
+        initial_epoch=run.initial_epoch,
+        epochs=run.phase.end_epoch,
+        callbacks=run.callbacks,
+        verbose=run.verbose,
+        steps=steps,
+    )
+
+
+def _feature_dataset(features, labels, batch_size, shuffle=False, seed=None):
+    """Batches of `(features, labels)`, reshuffled each epoch (the same way on every worker)."""
+    dataset = tf.data.Dataset.from_tensor_slices((features, labels))
+    if shuffle:
+        dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size)
 
 
 def cached_features(
