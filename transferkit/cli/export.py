@@ -140,7 +140,14 @@ def _read_images(data: str, args, class_names=None):
     path = os.path.expanduser(data)
     if os.path.isdir(path):
         return as_image_source(path, class_names=class_names, require_labels=False)
-    return read_labelled(data, args.path_column, args.label_column, class_names=class_names)
+    return read_labelled(
+        data,
+        args.path_column,
+        args.label_column,
+        class_names=class_names,
+        multi_label=args.multi_label,
+        label_delimiter=args.label_delimiter,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

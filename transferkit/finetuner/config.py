@@ -71,6 +71,8 @@ def finetuner_config(finetuner) -> dict:
         "validation_split": finetuner.validation_split,
         "path_column": finetuner.path_column,
         "label_column": finetuner.label_column,
+        "multi_label": finetuner.multi_label,
+        "label_delimiter": finetuner.label_delimiter,
         "seed": finetuner.seed,
     }
     # Exactly what a `.keras` file gives back (tuples become lists there).

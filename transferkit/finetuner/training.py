@@ -62,13 +62,22 @@ class PhaseRun:
     jit_compile: bool
 
 
-def compile_for_phase(model: keras.Model, loss: str, run: PhaseRun, steps_per_epoch: int) -> None:
-    """Compiles `model` with a fresh optimizer carrying the phase's rates and multipliers."""
+def compile_for_phase(
+    model: keras.Model, loss: str, run: PhaseRun, steps_per_epoch: int, metrics=None
+) -> None:
+    """Compiles `model` with a fresh optimizer carrying the phase's rates and multipliers.
+
+    `metrics` defaults to `["accuracy"]`; a multi-label head passes its own
+    (`ClassificationHead.default_metrics`).
+    """
     phase = run.phase
     learning_rate = run.schedule.learning_rate_schedule(phase, steps_per_epoch)
     optimizer = get_optimizer(run.optimizer, learning_rate, run.trainable.lr_multipliers)
     model.compile(
-        optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=run.jit_compile
+        optimizer=optimizer,
+        loss=loss,
+        metrics=metrics or ["accuracy"],
+        jit_compile=run.jit_compile,
     )
     if run.initial_epoch > phase.start_epoch:
         # Resuming inside a phase: its learning-rate schedule goes on where it was.
@@ -90,7 +99,7 @@ def fit_end_to_end(model: ImageClassifier, run: PhaseRun) -> None:
     if run.validation is not None:
         validation = make_dataset(run.validation, model.image_size, run.batch_size)
     steps = _steps(run.train, run.batch_size, dataset)
-    compile_for_phase(model, model.head.default_loss(), run, steps)
+    compile_for_phase(model, model.head.default_loss(), run, steps, model.head.default_metrics())
     model.fit(
         dataset,
         validation_data=validation,
@@ -140,7 +149,11 @@ def fit_cached(model: ImageClassifier, run: PhaseRun, cache: FeatureCache, views
         validation = cached_features(model, run.validation, backbone_digest=digest, **extract)
     head = head_model(model.head, features.shape[1:])
     compile_for_phase(
-        head, model.head.default_loss(), run, math.ceil(len(features) / run.batch_size)
+        head,
+        model.head.default_loss(),
+        run,
+        math.ceil(len(features) / run.batch_size),
+        model.head.default_metrics(),
     )
     head.fit(
         features,

@@ -26,8 +26,23 @@ from transferkit.utils.log import logger
 
 # Columns of a FineTuner history that are not metrics.
 _NOT_METRICS = ("epoch", "phase", "learning_rate", "seconds")
-# The metrics a FineTuner's history has (it compiles with metrics=["accuracy"]).
-OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")
+# The metrics a FineTuner's history has: it compiles with metrics=["accuracy"], or for
+# multi-label data with binary accuracy and the precision-recall AUC.
+OBJECTIVES = (
+    "val_accuracy",
+    "val_loss",
+    "accuracy",
+    "loss",
+    "val_pr_auc",
+    "val_binary_accuracy",
+    "pr_auc",
+    "binary_accuracy",
+)
+# Single-label objectives, and what replaces them for multi-label data.
+MULTI_LABEL_OBJECTIVES = {
+    "val_accuracy": "val_pr_auc",
+    "accuracy": "pr_auc",
+}
 HISTORY_FILE = "history.csv"
 
 
