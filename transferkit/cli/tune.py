@@ -31,6 +31,7 @@ SETTING_OPTIONS = {
     "class_names": "DATA",
     "train_images": "DATA or --validation-split",
     "validation_images": "DATA or --validation-split",
+    "class_weight": "--class-weight",
 }
 
 DESCRIPTION = """\
