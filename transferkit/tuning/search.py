@@ -208,6 +208,7 @@ def tune(
         cache_features=cache_features,
         objective=objective,
         seed=seed,
+        multi_label=train.multi_label,
     )
     settings = search_settings(
         hypermodel, train, validation, tuner_class, batch_size, class_weight
