@@ -123,7 +123,7 @@ class ClassificationHead(keras.layers.Layer):
                 )
             decision_threshold = float(decision_threshold)
         if thresholds is not None:
-            thresholds = check_thresholds(thresholds, num_classes, multi_label)
+            thresholds = _check_thresholds(thresholds, num_classes, multi_label)
         self.num_classes = None if num_classes is None else int(num_classes)
         self.pooling = pooling
         self.hidden_units = hidden_units
@@ -375,7 +375,7 @@ class ClassificationHead(keras.layers.Layer):
         }
 
 
-def check_thresholds(thresholds, num_classes, multi_label) -> list[float]:
+def _check_thresholds(thresholds, num_classes, multi_label) -> list[float]:
     """Validates per-class decision thresholds; returns them as a list of float.
 
     Raises:
