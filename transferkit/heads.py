@@ -323,14 +323,11 @@ class ClassificationHead(keras.layers.Layer):
 
         The most probable class, or for a two-class head with a
         `decision_threshold`, the second class wherever its probability
-        reaches the threshold.
+        reaches the threshold. A multi-label head predicts a set of classes per
+        image (`predicted_mask`); here, its most probable one (what `explain`
+        explains by default).
         """
         probabilities = np.asarray(probabilities)
-        if self.multi_label:
-            raise ValueError(
-                "A multi-label head predicts a set of classes per image: use "
-                "predicted_mask(probabilities)."
-            )
         if self.decision_threshold is not None and probabilities.shape[1] == 2:
             return (probabilities[:, 1] >= self.decision_threshold).astype("int64")
         return probabilities.argmax(axis=1)

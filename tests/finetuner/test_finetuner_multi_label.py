@@ -203,3 +203,15 @@ def test_class_weight_is_refused_for_multi_label_data():
     ft = tiny_finetuner()
     with pytest.raises(ValueError, match="class_weight is for single-label data"):
         ft.fit(images, labels, epochs=1, class_weight="balanced", verbose=0)
+
+
+def test_explain_shows_the_most_probable_class_or_the_one_asked(trained):
+    ft, _ = trained
+    images, _, _ = colour_mosaics(4, seed=11)
+    explanation = ft.explain(images)
+    assert explanation.heatmaps.shape == (4, 16, 16)
+    probabilities = ft.predict(images)[["prob_blue", "prob_green", "prob_red"]].to_numpy()
+    assert explanation.predictions["explained"].tolist() == [
+        NAMES[i] for i in probabilities.argmax(axis=1)
+    ]
+    assert set(ft.explain(images, class_name="red").predictions["explained"]) == {"red"}
