@@ -64,6 +64,7 @@ def test_fit_writes_multi_label_metrics_and_thresholds(run, capsys):
     predictions = pd.read_csv(root / "run" / "predictions.csv", keep_default_na=False)
     assert {"labels", "true_labels", "prob_red"} <= set(predictions.columns)
     assert not (root / "run" / "confusion_matrix.png").exists()
+    assert (root / "run" / "top_losses.png").exists()  # Grad-CAM of each image's top class
     run_json = json.loads((root / "run" / "run.json").read_text())
     assert run_json["metric_to_watch"]["metric"] == "macro F1 and mean average precision"
     report = (root / "run" / "report.html").read_text()

@@ -186,6 +186,17 @@ def write_run_details(
         explanation = None
         logger.info(f"top losses without Grad-CAM: {error}")
     if explanation is not None:
+        if report.multi_label:
+            # Titles name the class sets; the probability is the explained (top) class's.
+            shown = explanation.predictions
+            top = top.assign(
+                true_label=["|".join(names) or "none" for names in top["true_labels"]],
+                label=["|".join(names) or "none" for names in top["labels"]],
+                probability=[
+                    row[f"prob_{name}"]
+                    for name, (_, row) in zip(shown["explained"], shown.iterrows(), strict=True)
+                ],
+            )
         plot_top_losses(top, explanation, stale)
         written.append("top_losses.png")
     elif stale.exists():
