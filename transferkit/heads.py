@@ -49,6 +49,12 @@ class ClassificationHead(keras.layers.Layer):
             and `evaluate` predict it (usually set by
             `FineTuner.calibrate(..., threshold_metric=...)`). `None` predicts
             the more probable class (a threshold of 0.5). Defaults to `None`.
+        thresholds: list of float or None. For a multi-label head only: one
+            decision threshold per class, in output order; an image is
+            predicted to show a class where that class's probability reaches
+            its threshold. Usually chosen on validation data by `FineTuner.fit`
+            (or `FineTuner.choose_thresholds`). `None` uses 0.5 for every
+            class. Defaults to `None`.
         **kwargs: Base layer keyword arguments, such as `name`.
 
     Example:
@@ -69,6 +75,7 @@ class ClassificationHead(keras.layers.Layer):
         multi_label: bool = False,
         class_names: Sequence[str] | None = None,
         decision_threshold: float | None = None,
+        thresholds: Sequence[float] | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -115,6 +122,8 @@ class ClassificationHead(keras.layers.Layer):
                     f"decision_threshold={decision_threshold!r}"
                 )
             decision_threshold = float(decision_threshold)
+        if thresholds is not None:
+            thresholds = _check_thresholds(thresholds, num_classes, multi_label)
         self.num_classes = None if num_classes is None else int(num_classes)
         self.pooling = pooling
         self.hidden_units = hidden_units
@@ -124,6 +133,7 @@ class ClassificationHead(keras.layers.Layer):
         self.multi_label = bool(multi_label)
         self.class_names = class_names
         self.decision_threshold = decision_threshold
+        self.thresholds = thresholds
 
         # === Layers ===
         if pooling == "avg":
@@ -178,7 +188,11 @@ class ClassificationHead(keras.layers.Layer):
         return [str(index) for index in range(self.num_classes or 0)]
 
     def with_classes(
-        self, num_classes: int, class_names: Sequence[str] | None = None, name: str | None = None
+        self,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        name: str | None = None,
+        multi_label: bool | None = None,
     ):
         """Returns a fresh head with the same settings for `num_classes` classes.
 
@@ -186,6 +200,8 @@ class ClassificationHead(keras.layers.Layer):
             num_classes: int.
             class_names: sequence of str or None. Defaults to `None`.
             name: str or None. The new layer's name. Defaults to a fresh one.
+            multi_label: bool or None. Overrides `multi_label`; `None` keeps
+                this head's. Defaults to `None`.
         """
         if self.decision_threshold is not None and num_classes != 2:
             raise ValueError(
@@ -195,6 +211,10 @@ class ClassificationHead(keras.layers.Layer):
             )
         config = self.get_config()
         config.update(num_classes=num_classes, class_names=class_names)
+        if multi_label is not None:
+            config["multi_label"] = bool(multi_label)
+        if self.thresholds is not None and len(self.thresholds) != num_classes:
+            config["thresholds"] = None  # chosen for other classes
         config.pop("name", None)
         if name is not None:
             config["name"] = name
@@ -265,6 +285,23 @@ class ClassificationHead(keras.layers.Layer):
             return "binary_crossentropy"
         return "sparse_categorical_crossentropy"
 
+    def default_metrics(self) -> list:
+        """The metrics training reports: accuracy, or for a multi-label head two that suit it.
+
+        A multi-label head's are `binary_accuracy` (over every class of every
+        image) and `pr_auc` (the area under each class's precision-recall
+        curve, averaged over classes: close to the mean average precision, and
+        not flattered by the many easy negatives of rare classes).
+        """
+        if not self.multi_label:
+            return ["accuracy"]
+        return [
+            keras.metrics.BinaryAccuracy(name="binary_accuracy"),
+            keras.metrics.AUC(
+                curve="PR", multi_label=True, num_labels=self.num_classes, name="pr_auc"
+            ),
+        ]
+
     def probabilities(self, outputs) -> np.ndarray:
         """Turns model outputs into one probability column per class.
 
@@ -286,12 +323,28 @@ class ClassificationHead(keras.layers.Layer):
 
         The most probable class, or for a two-class head with a
         `decision_threshold`, the second class wherever its probability
-        reaches the threshold.
+        reaches the threshold. A multi-label head predicts a set of classes per
+        image (`predicted_mask`); here, its most probable one (what `explain`
+        explains by default).
         """
         probabilities = np.asarray(probabilities)
         if self.decision_threshold is not None and probabilities.shape[1] == 2:
             return (probabilities[:, 1] >= self.decision_threshold).astype("int64")
         return probabilities.argmax(axis=1)
+
+    def threshold_array(self) -> np.ndarray:
+        """The per-class decision thresholds of a multi-label head (0.5 where unset)."""
+        if self.thresholds is None:
+            return np.full(self.num_classes, 0.5, dtype="float32")
+        return np.asarray(self.thresholds, dtype="float32")
+
+    def predicted_mask(self, probabilities: np.ndarray) -> np.ndarray:
+        """For a multi-label head: which classes each image shows, `(N, num_classes)` bool.
+
+        A class is predicted where its probability reaches its threshold
+        (`thresholds`, or 0.5).
+        """
+        return np.asarray(probabilities) >= self.threshold_array()[np.newaxis, :]
 
     # === Saving ===
     def load_own_variables(self, store):
@@ -315,4 +368,30 @@ class ClassificationHead(keras.layers.Layer):
             "multi_label": self.multi_label,
             "class_names": self.class_names,
             "decision_threshold": self.decision_threshold,
+            "thresholds": None if self.thresholds is None else list(self.thresholds),
         }
+
+
+def _check_thresholds(thresholds, num_classes, multi_label) -> list[float]:
+    """Validates per-class decision thresholds; returns them as a list of float.
+
+    Raises:
+        ValueError: for a single-label head, a count other than `num_classes`, or
+            a value outside (0, 1).
+    """
+    if not multi_label:
+        raise ValueError(
+            "`thresholds` (one per class) are for a multi-label head; a two-class head takes "
+            f"decision_threshold=. Received: thresholds={thresholds!r}"
+        )
+    values = [float(value) for value in thresholds]
+    if num_classes is not None and len(values) != int(num_classes):
+        raise ValueError(
+            f"`thresholds` needs one value per class ({num_classes}). Received "
+            f"{len(values)}: thresholds={values}"
+        )
+    if not all(0 < value < 1 for value in values):
+        raise ValueError(
+            f"Each threshold must be strictly between 0 and 1. Received: thresholds={values}"
+        )
+    return values

@@ -82,6 +82,9 @@ NON_DEFAULTS = [
     ("validation_split", lambda tmp: 0.25),
     ("path_column", lambda tmp: "file"),
     ("label_column", lambda tmp: "animal"),
+    ("label_column", lambda tmp: ["cat", "dog"]),
+    ("multi_label", lambda tmp: True),
+    ("label_delimiter", lambda tmp: "|"),
     ("seed", lambda tmp: 7),
     ("distribute", lambda tmp: "auto"),
     # A strategy is not serializable: its kind is saved.

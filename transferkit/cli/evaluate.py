@@ -87,7 +87,12 @@ def run(args: argparse.Namespace) -> int:
     finetuner = load_model(args.model)
     with deferred_warnings():
         source = read_labelled(
-            args.data, args.path_column, args.label_column, class_names=finetuner.class_names
+            args.data,
+            args.path_column,
+            args.label_column,
+            class_names=finetuner.class_names,
+            multi_label=finetuner.is_multi_label,
+            label_delimiter=args.label_delimiter or finetuner.label_delimiter,
         )
     report = finetuner.evaluate(source, batch_size=args.batch_size, tta=args.tta)
     if args.json:
@@ -104,19 +109,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(out, overwrite, report, skipped) -> None:
-    from transferkit.cli.outputs import report_dict, write_csv, write_json
+    from transferkit.cli.outputs import flat_predictions, report_dict, write_csv, write_json
     from transferkit.plots import plot_confusion_matrix, plot_predictions
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(report_dict(report), out / "metrics.json", overwrite)
     write_csv(report.confusion_matrix, out / "confusion_matrix.csv", overwrite, index=True)
-    write_csv(report.predictions, out / "predictions.csv", overwrite)
+    write_csv(flat_predictions(report.predictions), out / "predictions.csv", overwrite)
     if len(skipped):
         write_csv(skipped, out / "skipped.csv", overwrite)
     elif (out / "skipped.csv").exists():
         (out / "skipped.csv").unlink()  # from an earlier evaluation (only with --overwrite)
-    plot_confusion_matrix(report.confusion_matrix, out / "confusion_matrix.png")
-    plot_predictions(None, report.predictions, out / "predictions.png")
+    if not report.multi_label:
+        plot_confusion_matrix(report.confusion_matrix, out / "confusion_matrix.png")
+        plot_predictions(None, report.predictions, out / "predictions.png")
     written = [name for name in OUTPUTS if name != "skipped.csv" or len(skipped)]
     # stderr: with --json, stdout holds the JSON and nothing else.
     print(f"Wrote {out}{os.sep}: {', '.join(written)}", file=sys.stderr)

@@ -132,15 +132,24 @@ def _check_data(data: str | None, flag: str) -> None:
     check_data_path(data, flag)
 
 
-def _read_images(data: str, args, class_names=None):
+def _read_images(data: str, args, class_names=None, multi_label=None):
     """A folder (class sub-folders optional) or a CSV file, as an `ImageSource`."""
     from transferkit.cli.inputs import read_labelled
     from transferkit.data import as_image_source
 
     path = os.path.expanduser(data)
     if os.path.isdir(path):
-        return as_image_source(path, class_names=class_names, require_labels=False)
-    return read_labelled(data, args.path_column, args.label_column, class_names=class_names)
+        return as_image_source(
+            path, class_names=class_names, require_labels=False, multi_label=multi_label or None
+        )
+    return read_labelled(
+        data,
+        args.path_column,
+        args.label_column,
+        class_names=class_names,
+        multi_label=multi_label if multi_label is not None else args.multi_label,
+        label_delimiter=args.label_delimiter,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,7 +177,12 @@ def run(args: argparse.Namespace) -> int:
         if args.representative is not None:
             representative = _read_images(args.representative, args)
         if args.check is not None:
-            check = _read_images(args.check, args, class_names=finetuner.class_names)
+            check = _read_images(
+                args.check,
+                args,
+                class_names=finetuner.class_names,
+                multi_label=finetuner.is_multi_label,
+            )
     try:
         table = finetuner.export(
             args.out,

@@ -12,6 +12,7 @@ from transferkit.cli.parsing import (
     add_training_options,
     check_int,
     check_positive,
+    label_column_argument,
 )
 
 SCHEDULES = ("freeze_unfreeze", "freeze", "gradual_unfreeze", "no_freeze")
@@ -76,6 +77,13 @@ and write the run folder:
 
 DATA is a folder with one sub-folder per class (data/cat/*.jpg, data/dog/*.jpg) or a CSV
 file with a path and a label column (relative paths are relative to the CSV's folder).
+Multi-label data (several classes, or none, per image) is a CSV whose label column joins
+the classes (--label-delimiter '|': cat|dog) or one 0/1 column per class (--label-column
+cat,dog,bird); the model then has a sigmoid per class, each class's threshold is chosen on
+the validation images, metrics.json holds micro/macro F1 and mean average precision, and
+confusion_matrix.csv the true/false positives and negatives of each class.
+For imbalanced classes, --class-weight balanced weighs each class by the inverse of its
+share; watch balanced accuracy (and, for two classes, PR AUC) rather than accuracy.
 Without --validation-data, a stratified --validation-split of DATA is held out."""
 
 EXAMPLE = """\
@@ -239,7 +247,9 @@ def run(args: argparse.Namespace) -> int:
         schedule=_schedule(args),
         validation_split=args.validation_split,
         path_column=args.path_column,
-        label_column=args.label_column,
+        label_column=label_column_argument(args.label_column),
+        multi_label=args.multi_label,
+        label_delimiter=args.label_delimiter,
         seed=args.seed,
     )
     train, validation, skipped = _read_data(args)
@@ -256,6 +266,7 @@ def run(args: argparse.Namespace) -> int:
             epochs=args.epochs,
             batch_size=args.batch_size,
             callbacks=_tensorboard(out, finetuner, args.epochs),
+            class_weight=args.class_weight,
             # Progress bars on a terminal; one line per epoch in a log file or a pipe.
             verbose=1 if sys.stdout.isatty() else 2,
         )
@@ -266,10 +277,18 @@ def run(args: argparse.Namespace) -> int:
     _write_run(out, args.overwrite, finetuner, history, report, skipped)
     _write_report(out, finetuner, report, args)
     metrics = report.metrics
-    print(
-        f"Validation accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f} on "
-        f"{metrics['num_images']} images."
-    )
+    if report.multi_label:
+        print(
+            f"Validation macro F1 {metrics['macro_f1']:.4f}, micro F1 {metrics['micro_f1']:.4f}, "
+            f"mean average precision {metrics['mean_average_precision']:.4f} on "
+            f"{metrics['num_images']} images."
+        )
+    else:
+        print(
+            f"Validation accuracy {metrics['accuracy']:.4f}, balanced accuracy "
+            f"{metrics['balanced_accuracy']:.4f}, loss {metrics['loss']:.4f} on "
+            f"{metrics['num_images']} images."
+        )
     print(f"Wrote {out}{os.sep}: {', '.join(_written(out, skipped))}")
     return 0
 
@@ -282,7 +301,13 @@ def _read_data(args):
     from transferkit.data import stratified_split
 
     with deferred_warnings():
-        source = read_labelled(args.data, args.path_column, args.label_column)
+        source = read_labelled(
+            args.data,
+            args.path_column,
+            args.label_column,
+            multi_label=args.multi_label,
+            label_delimiter=args.label_delimiter,
+        )
     if len(source.class_names) < 2:
         raise ValueError(
             f"Training needs at least 2 classes; {args.data!r} has {source.class_names}."
@@ -298,6 +323,8 @@ def _read_data(args):
             args.path_column,
             args.label_column,
             class_names=source.class_names,
+            multi_label=source.multi_label,
+            label_delimiter=args.label_delimiter,
         )
     skipped = pd.concat([source.skipped, validation.skipped], ignore_index=True)
     return source, validation, skipped
@@ -311,7 +338,7 @@ def _write_run(out, overwrite, finetuner, history, report, skipped) -> None:
 
 
 def _write_files(out, overwrite, finetuner, history, report, skipped) -> None:
-    from transferkit.cli.outputs import report_dict, write_csv, write_json
+    from transferkit.cli.outputs import flat_predictions, report_dict, write_csv, write_json
     from transferkit.plots import plot_confusion_matrix, plot_history, plot_predictions
 
     out.mkdir(parents=True, exist_ok=True)
@@ -319,7 +346,7 @@ def _write_files(out, overwrite, finetuner, history, report, skipped) -> None:
     write_csv(history, out / "history.csv", overwrite)
     write_json(report_dict(report), out / "metrics.json", overwrite)
     write_csv(report.confusion_matrix, out / "confusion_matrix.csv", overwrite, index=True)
-    write_csv(report.predictions, out / "predictions.csv", overwrite)
+    write_csv(flat_predictions(report.predictions), out / "predictions.csv", overwrite)
     if len(skipped):
         write_csv(skipped, out / "skipped.csv", overwrite)
     elif (out / "skipped.csv").exists():
@@ -327,8 +354,13 @@ def _write_files(out, overwrite, finetuner, history, report, skipped) -> None:
         # list files this run did use.
         (out / "skipped.csv").unlink()
     plot_history(history, out / "history.png")
-    plot_confusion_matrix(report.confusion_matrix, out / "confusion_matrix.png")
-    plot_predictions(None, report.predictions, out / "predictions.png")
+    if not report.multi_label:
+        plot_confusion_matrix(report.confusion_matrix, out / "confusion_matrix.png")
+        plot_predictions(None, report.predictions, out / "predictions.png")
+    else:
+        # A class set per image has no confusion matrix; an earlier run's plots would mislead.
+        for name in ("confusion_matrix.png", "predictions.png"):
+            (out / name).unlink(missing_ok=True)
 
 
 def _tensorboard(out, finetuner, epochs) -> list:

@@ -25,8 +25,11 @@ def check_data_path(data: str, flag: str = "DATA") -> None:
 def read_labelled(
     data: str,
     path_column: str = "path",
-    label_column: str = "label",
+    label_column: str | list[str] = "label",
     class_names: list[str] | None = None,
+    *,
+    multi_label: bool | None = None,
+    label_delimiter: str | None = None,
 ):
     """Reads labelled images from a folder of class sub-folders or a CSV file.
 
@@ -36,22 +39,35 @@ def read_labelled(
     Args:
         data: str. The folder or CSV file.
         path_column: str. The CSV column of image paths. Defaults to `"path"`.
-        label_column: str. The CSV column of labels. Defaults to `"label"`.
+        label_column: str or list of str. The CSV column of labels (with
+            a comma, the 0/1 columns, one per class). Defaults to `"label"`.
         class_names: list of str or None. The classes of a trained model, for
             evaluation; None takes them from the data. Defaults to None.
+        multi_label: bool or None. As `as_image_source` reads it. Defaults
+            to None.
+        label_delimiter: str or None. As `as_image_source` reads it.
+            Defaults to None.
 
     Returns:
         A `transferkit.data.ImageSource`.
     """
+    from transferkit.cli.parsing import label_column_argument
     from transferkit.data import as_image_source
 
     check_data_path(data)
+    if isinstance(label_column, str):
+        label_column = label_column_argument(label_column)
     path = os.path.expanduser(data)
     if os.path.isdir(path):
-        return as_image_source(path, class_names=class_names)
+        return as_image_source(path, class_names=class_names, multi_label=multi_label)
     frame = _read_csv(path, path_column, label_column)
     return as_image_source(
-        frame, class_names=class_names, path_column=path_column, label_column=label_column
+        frame,
+        class_names=class_names,
+        path_column=path_column,
+        label_column=label_column,
+        multi_label=multi_label,
+        label_delimiter=label_delimiter,
     )
 
 
@@ -60,11 +76,9 @@ def _read_csv(path: str, path_column: str, label_column: str):
 
     # Labels stay strings: class "1" is a name here, not a class index.
     frame = pd.read_csv(path, dtype=str)
-    missing = [
-        (flag, column)
-        for flag, column in (("--path-column", path_column), ("--label-column", label_column))
-        if column not in frame.columns
-    ]
+    label_columns = label_column if isinstance(label_column, list) else [label_column]
+    wanted = [("--path-column", path_column)] + [("--label-column", c) for c in label_columns]
+    missing = [(flag, column) for flag, column in wanted if column not in frame.columns]
     if missing:
         from transferkit.data.csv_inputs import separator_hint
 

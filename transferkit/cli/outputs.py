@@ -170,7 +170,7 @@ def report_dict(report, with_confusion: bool = False) -> dict:
         str(name): {column: _plain(value) for column, value in row.items()}
         for name, row in per_class.items()
     }
-    if with_confusion:
+    if with_confusion and not report.multi_label:
         matrix = report.confusion_matrix
         data["confusion_matrix"] = {
             str(true): {str(predicted): int(matrix.loc[true, predicted]) for predicted in matrix}
@@ -187,10 +187,25 @@ def _plain(value):
 def format_report(report) -> str:
     """The text `transferkit evaluate` prints: headline metrics, per class, confusion matrix."""
     metrics = report.metrics
+    if report.multi_label:
+        return "\n".join(
+            [
+                f"micro F1                {metrics['micro_f1']:.4f}",
+                f"macro F1                {metrics['macro_f1']:.4f}",
+                f"mean average precision  {metrics['mean_average_precision']:.4f}",
+                f"loss                    {metrics['loss']:.4f}",
+                f"images                  {metrics['num_images']}",
+                "",
+                "per class (a class is predicted from its threshold):",
+                report.per_class.to_string(float_format="{:.4f}".format),
+            ]
+        )
     lines = [
         f"accuracy  {metrics['accuracy']:.4f}",
         f"loss      {metrics['loss']:.4f}",
         f"macro F1  {metrics['macro_f1']:.4f}",
+        f"balanced accuracy  {metrics['balanced_accuracy']:.4f}",
+        *([f"PR AUC    {metrics['pr_auc']:.4f}"] if "pr_auc" in metrics else []),
         f"images    {metrics['num_images']}",
         "",
         "per class:",
@@ -206,3 +221,12 @@ def format_report(report) -> str:
         report.confusion_matrix.to_string(),
     ]
     return "\n".join(lines)
+
+
+def flat_predictions(predictions, delimiter: str = "|"):
+    """Predictions ready for a CSV: a multi-label model's class lists joined by `delimiter`."""
+    frame = predictions.copy()
+    for column in ("labels", "true_labels"):
+        if column in frame:
+            frame[column] = [delimiter.join(names) for names in frame[column]]
+    return frame

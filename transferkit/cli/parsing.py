@@ -62,6 +62,12 @@ def add_training_options(parser: argparse.ArgumentParser, epochs_help: str) -> N
         type=float,
         metavar="FRACTION",
     )
+    parser.add_argument(
+        "--class-weight",
+        choices=["balanced"],
+        help="balanced: weigh each class by the inverse of its share of the training images "
+        "(for imbalanced classes; the log reports the weights) (default: none)",
+    )
 
 
 def add_column_options(parser: argparse.ArgumentParser) -> None:
@@ -76,8 +82,30 @@ def add_column_options(parser: argparse.ArgumentParser) -> None:
         "--label-column",
         default="label",
         metavar="NAME",
-        help="the CSV column of labels (default: label)",
+        help="the CSV column of labels, or for multi-label data one 0/1 column per class, "
+        "comma-separated (cat,dog,bird) (default: label)",
     )
+    parser.add_argument(
+        "--label-delimiter",
+        metavar="TEXT",
+        help="multi-label: the labels column holds several classes joined by TEXT, e.g. "
+        "'|' for cat|dog; an empty label is an image of no class (default: none)",
+    )
+    parser.add_argument(
+        "--multi-label",
+        action="store_true",
+        default=None,
+        help="read the labels as multi-label (several classes, or none, per image) even when "
+        "each image has one; multi-label data is otherwise detected (a delimiter, a column "
+        "per class)",
+    )
+
+
+def label_column_argument(value: str) -> str | list[str]:
+    """`--label-column`: one column, or comma-separated 0/1 columns (one per class)."""
+    if "," in value:
+        return [column.strip() for column in value.split(",") if column.strip()]
+    return value
 
 
 def check_int(value: int, flag: str, minimum: int = 1) -> None:

@@ -66,7 +66,14 @@ def run(args: argparse.Namespace) -> int:
     with deferred_warnings():
         source = as_image_source(image_paths(args.images), require_labels=False)
     predictions = finetuner.predict(source, batch_size=args.batch_size, tta=args.tta)
+    if "labels" in predictions:
+        # Multi-label: the set of classes, joined as the training labels were (or by "|").
+        delimiter = finetuner.label_delimiter or "|"
+        predictions["labels"] = [delimiter.join(names) for names in predictions["labels"]]
     if args.csv is None:
+        if "labels" in predictions:
+            print(predictions.to_string(index=False, float_format="{:.4f}".format))
+            return 0
         table = predictions[["path", "label", "probability"]]
         print(table.to_string(index=False, formatters={"probability": "{:.4f}".format}))
         return 0

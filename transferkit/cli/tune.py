@@ -31,6 +31,7 @@ SETTING_OPTIONS = {
     "class_names": "DATA",
     "train_images": "DATA or --validation-split",
     "validation_images": "DATA or --validation-split",
+    "class_weight": "--class-weight",
 }
 
 DESCRIPTION = """\
@@ -136,7 +137,13 @@ def run(args: argparse.Namespace) -> int:
     from transferkit.tuning import tune
 
     with deferred_warnings():
-        source = read_labelled(args.data, args.path_column, args.label_column)
+        source = read_labelled(
+            args.data,
+            args.path_column,
+            args.label_column,
+            multi_label=args.multi_label,
+            label_delimiter=args.label_delimiter,
+        )
     try:
         result = _search(tune, source, weights, out, args)
     except ValueError as error:
@@ -170,6 +177,7 @@ def _search(tune, source, weights, out, args):
         project_name=PROJECT,
         overwrite=not args.resume,
         seed=args.seed,
+        class_weight=args.class_weight,
         verbose=1 if sys.stdout.isatty() else 0,
     )
 

@@ -10,7 +10,8 @@ import pandas as pd
 
 from transferkit.data.csv_inputs import separator_hint
 from transferkit.data.duplicates import report_duplicates
-from transferkit.data.labels import clean_name, encode_labels
+from transferkit.data.labels import clean_name
+from transferkit.data.multi_labels import encode_any_labels
 from transferkit.data.scan import scan_images
 from transferkit.utils.log import logger
 
@@ -31,6 +32,7 @@ class FileInput(NamedTuple):
     labels: np.ndarray | None
     class_names: list[str] | None
     skipped: pd.DataFrame
+    multi_label: bool = False
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -80,7 +82,12 @@ def find_images(folder: str | os.PathLike) -> list[str]:
     return found
 
 
-def read_folder(folder: Path, require_labels: bool, class_names: list[str] | None) -> FileInput:
+def read_folder(
+    folder: Path,
+    require_labels: bool,
+    class_names: list[str] | None,
+    multi_label: bool | None = None,
+) -> FileInput:
     """Reads a folder with one sub-folder per class, or (unlabeled) a folder of images."""
     folder = Path(os.path.abspath(folder))
     loose = [str(folder / name) for name in sorted(os.listdir(folder)) if is_image_file(name)]
@@ -121,7 +128,7 @@ def read_folder(folder: Path, require_labels: bool, class_names: list[str] | Non
         )
     paths = [path for files in classes.values() for path in files]
     labels = [name for name, files in classes.items() for _ in files]
-    result = _read_files(paths, labels, class_names)
+    result = _read_files(paths, labels, class_names, multi_label)
     if loose:
         logger.warning(
             "Left out %d images directly in %s: only images inside a class sub-folder are "
@@ -175,13 +182,16 @@ def _is_class_layout(classes: dict, loose: list[str], class_names: list[str] | N
 def read_dataframe(
     frame: pd.DataFrame,
     path_column: str,
-    label_column: str | None,
+    label_column: str | list[str] | None,
     require_labels: bool,
     class_names: list[str] | None,
     what: str = "The DataFrame",
+    multi_label: bool | None = None,
+    delimiter: str | None = None,
 ) -> FileInput:
     """Reads a DataFrame with a column of image paths and (optionally) a column of labels.
 
+    `label_column` may be a list of columns, one 0/1 column per class (multi-label).
     `what` names the table in errors, e.g. "The CSV labels.csv".
     """
     columns = list(frame.columns)
@@ -191,7 +201,21 @@ def read_dataframe(
             f"{columns}."
             + (separator_hint(columns) or " Set path_column= to the column that holds the paths.")
         )
-    labeled = label_column is not None and label_column in frame.columns
+    if isinstance(label_column, (list, tuple)):
+        missing_columns = [column for column in label_column if column not in frame.columns]
+        if missing_columns:
+            raise ValueError(
+                f"{what} has no column(s) {missing_columns} of the label columns "
+                f"{list(label_column)}. Its columns are {columns}."
+            )
+        if len(label_column) < 2:
+            raise ValueError(
+                "A list of label columns is one 0/1 column per class, at least 2. Received: "
+                f"label_column={list(label_column)!r}"
+            )
+    labeled = label_column is not None and (
+        isinstance(label_column, (list, tuple)) or label_column in frame.columns
+    )
     if require_labels and not labeled:
         if label_column is None:
             raise ValueError(
@@ -210,14 +234,21 @@ def read_dataframe(
             f"{int(missing.sum())} rows have no path in column {path_column!r} (NaN), e.g. "
             f"row {frame.index[missing.to_numpy()][0]!r}. Drop those rows or fill them in."
         )
-    labels = frame[label_column] if labeled else None
-    return read_paths(list(frame[path_column]), labels, class_names)
+    if not labeled:
+        labels = None
+    elif isinstance(label_column, (list, tuple)):
+        labels = frame[list(label_column)]
+    else:
+        labels = frame[label_column]
+    return read_paths(list(frame[path_column]), labels, class_names, multi_label, delimiter)
 
 
 def read_paths(
     paths: Sequence[str | os.PathLike],
     labels: Sequence[Any] | np.ndarray | pd.Series | None,
     class_names: list[str] | None,
+    multi_label: bool | None = None,
+    delimiter: str | None = None,
 ) -> FileInput:
     """Reads a list of image paths, with labels (one per path) or None."""
     if labels is not None and len(labels) != len(paths):
@@ -227,15 +258,25 @@ def read_paths(
         )
     if not paths:
         raise ValueError("Received an empty list of image paths: there are no images to read.")
-    return _read_files([os.path.abspath(os.fspath(path)) for path in paths], labels, class_names)
+    paths = [os.path.abspath(os.fspath(path)) for path in paths]
+    return _read_files(paths, labels, class_names, multi_label, delimiter)
 
 
-def _read_files(paths: list[str], labels: Any, class_names: list[str] | None) -> FileInput:
+def _read_files(
+    paths: list[str],
+    labels: Any,
+    class_names: list[str] | None,
+    multi_label: bool | None = None,
+    delimiter: str | None = None,
+) -> FileInput:
     classes_given = class_names is not None
     indices = None
+    multi = False
     if labels is not None:
         # Labels are checked before the scan: a bad label should not wait for 10,000 decodes.
-        indices, class_names = encode_labels(labels, class_names, identifiers=paths)
+        indices, class_names, multi = encode_any_labels(
+            labels, class_names, multi_label=multi_label, delimiter=delimiter, identifiers=paths
+        )
     if not any(os.path.lexists(path) for path in paths):
         raise FileNotFoundError(
             f"None of the {len(paths)} image paths exist, e.g. {paths[0]}. Relative paths are "
@@ -247,6 +288,18 @@ def _read_files(paths: list[str], labels: Any, class_names: list[str] | None) ->
         raise ValueError(no_usable_images_message(skipped))
     left_out = set(skipped["path"])
     keep = np.array([path not in left_out for path in paths], dtype=bool)
+    originals = [path for path, kept in zip(paths, keep, strict=True) if kept]
+    if multi:
+        indices = indices[keep]
+        counts = indices.sum(axis=0)
+        empty = [name for name, count in zip(class_names, counts, strict=True) if count == 0]
+        if empty:
+            logger.warning(
+                "Classes %s have no image among the usable files: the model cannot learn "
+                "them from these images.",
+                empty,
+            )
+        return FileInput(usable, originals, indices, class_names, skipped, True)
     if indices is not None:
         lost = sorted(set(indices.tolist()) - set(indices[keep].tolist()))
         indices = indices[keep]
@@ -265,7 +318,6 @@ def _read_files(paths: list[str], labels: Any, class_names: list[str] | None) ->
             kept = [i for i in range(len(class_names)) if i not in set(lost)]
             indices = np.searchsorted(kept, indices).astype(np.int64)
             class_names = [class_names[i] for i in kept]
-    originals = [path for path, kept in zip(paths, keep, strict=True) if kept]
     if indices is not None:
         report_duplicates(originals, indices, class_names)
     return FileInput(usable, originals, indices, class_names, skipped)

@@ -45,7 +45,8 @@ def make_dataset(
             images alone (unlabeled sources always yield images alone).
             Defaults to True.
         one_hot: int or None. When set, labels are one-hot float32 rows of this
-            many classes instead of int64 class indices. Defaults to None.
+            many classes instead of int64 class indices (multi-label sources
+            always yield their float32 multi-hot rows). Defaults to None.
 
     Returns:
         A `tf.data.Dataset` of `images` or `(images, labels)` batches.
@@ -61,11 +62,15 @@ def make_dataset(
     with_labels = include_labels and source.labeled
 
     def finish_labels(labels):
+        if source.multi_label:
+            return tf.cast(labels, tf.float32)  # multi-hot rows, as binary cross-entropy wants
         labels = tf.cast(labels, tf.int64)
         return tf.one_hot(labels, one_hot, dtype=tf.float32) if one_hot else labels
 
     if source.dataset is not None:
-        dataset = _from_user_dataset(source.dataset, image_size, batch_size, with_labels)
+        dataset = _from_user_dataset(
+            source.dataset, image_size, batch_size, with_labels, source.multi_label
+        )
     elif source.paths is not None:
         dataset = _from_files(source, image_size, batch_size, shuffle, seed, with_labels)
     else:
@@ -149,7 +154,9 @@ def _from_arrays(source, image_size, batch_size, shuffle, seed, with_labels) -> 
     return dataset.batch(batch_size).map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
-def _from_user_dataset(dataset, image_size, batch_size, with_labels) -> tf.data.Dataset:
+def _from_user_dataset(
+    dataset, image_size, batch_size, with_labels, multi_label=False
+) -> tf.data.Dataset:
     layout = dataset_layout(dataset)
 
     def images_of(images):
@@ -165,6 +172,8 @@ def _from_user_dataset(dataset, image_size, batch_size, with_labels) -> tf.data.
         return tf.image.resize(images, image_size, method="bilinear")
 
     def labels_of(labels):
+        if multi_label:
+            return labels  # multi-hot rows pass through (cast by finish_labels)
         # One-hot (or Keras's binary (B, 1)) labels become class indices.
         if labels.shape.rank == 2:
             labels = labels[:, 0] if labels.shape[-1] == 1 else tf.argmax(labels, axis=-1)

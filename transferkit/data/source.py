@@ -12,6 +12,7 @@ import tensorflow as tf
 from transferkit.data.csv_inputs import is_csv_file, read_csv_file
 from transferkit.data.file_inputs import read_dataframe, read_folder, read_paths
 from transferkit.data.labels import check_class_names, encode_labels
+from transferkit.data.multi_labels import encode_multi_labels
 from transferkit.data.tensor_inputs import dataset_layout, read_arrays, read_dataset
 
 
@@ -38,6 +39,8 @@ class ImageSource:
             unusable and left out.
         original_paths: list of str or None. The user's file for each entry of
             `paths` (differs from `paths` only for converted files).
+        multi_label: bool. Whether each image may belong to several classes (or
+            none); `labels` are then float32 multi-hot rows `(N, num_classes)`.
     """
 
     paths: list[str] | None = None
@@ -47,6 +50,7 @@ class ImageSource:
     dataset: tf.data.Dataset | None = None
     skipped: pd.DataFrame = dataclasses.field(default_factory=_no_skipped)
     original_paths: list[str] | None = None
+    multi_label: bool = False
 
     def __len__(self) -> int:
         """The number of usable images.
@@ -135,8 +139,10 @@ def as_image_source(
     *,
     class_names: Sequence[str] | None = None,
     path_column: str = "path",
-    label_column: str | None = "label",
+    label_column: str | Sequence[str] | None = "label",
     require_labels: bool = True,
+    multi_label: bool | None = None,
+    label_delimiter: str | None = None,
 ) -> ImageSource:
     """Turns any supported form of image data into an `ImageSource`.
 
@@ -148,7 +154,10 @@ def as_image_source(
       any case). With `require_labels=False`, a folder of images without class
       sub-folders is read unlabeled.
     - a `pandas.DataFrame` with a column of paths and a column of labels.
-      Relative paths resolve against the current directory.
+      Relative paths resolve against the current directory. For multi-label
+      data the label column holds lists of classes (or text joined by
+      `label_delimiter`), or `label_column` is a list of 0/1 columns, one per
+      class.
     - a CSV file (a path ending in `.csv`) with the same columns, read as
       text (a label `1` is the class name `'1'`). Relative paths resolve
       against the CSV's folder, as the `transferkit` command reads it.
@@ -173,10 +182,19 @@ def as_image_source(
             Defaults to None: the sorted unique labels (or sub-folder names).
         path_column: str. The DataFrame column with image paths. Defaults to
             `"path"`.
-        label_column: str or None. The DataFrame column with labels; None reads
-            the images unlabeled. Defaults to `"label"`.
+        label_column: str, list of str or None. The DataFrame column with
+            labels, or one 0/1 column per class (multi-label); None reads the
+            images unlabeled. Defaults to `"label"`.
         require_labels: bool. Whether labels must be present (training,
             evaluation) or may be absent (prediction). Defaults to True.
+        multi_label: bool or None. Whether an image may have several classes
+            (or none): labels become multi-hot rows. `None` detects it from the
+            labels (lists of classes, a column per class, multi-hot rows that
+            are not one-hot, or a `label_delimiter`); `False` with such labels
+            is an error. Defaults to None.
+        label_delimiter: str or None. Splits text labels such as `"cat|dog"`
+            into classes (multi-label); an empty text is an image of no class.
+            Defaults to None.
 
     Returns:
         An `ImageSource`.
@@ -194,16 +212,21 @@ def as_image_source(
         (['cat', 'dog'], 2000)
     """
     class_names = check_class_names(class_names)
+    if isinstance(label_column, tuple):
+        label_column = list(label_column)
     if isinstance(data, ImageSource):
         return _with_class_names(data, class_names)
     if isinstance(data, tf.data.Dataset):
         _refuse_labels(labels, "a tf.data.Dataset", "yield (images, labels) from the dataset")
-        names = read_dataset(data, require_labels, class_names)
-        return ImageSource(class_names=names, dataset=data)
+        names, multi = read_dataset(data, require_labels, class_names, multi_label)
+        return ImageSource(class_names=names, dataset=data, multi_label=multi)
+    label_options = {"multi_label": multi_label, "delimiter": label_delimiter}
     if isinstance(data, pd.DataFrame):
         _refuse_labels(labels, "a DataFrame", "put them in a column and set label_column=")
-        read = read_dataframe(data, path_column, label_column, require_labels, class_names)
-        return _from_files(read)
+        read = read_dataframe(
+            data, path_column, label_column, require_labels, class_names, **label_options
+        )
+        return _from_files(read, multi_label)
     if isinstance(data, pd.Series) or (
         isinstance(data, np.ndarray) and data.ndim == 1 and data.dtype.kind in "USO"
     ):
@@ -212,8 +235,10 @@ def as_image_source(
         _refuse_labels(labels, "data=(images, labels)", "pass only one of them")
         data, labels = data
     if _is_array(data):
-        images, indices, names = read_arrays(data, labels, require_labels, class_names)
-        return ImageSource(images=images, labels=indices, class_names=names)
+        images, encoded, names, multi = read_arrays(
+            data, labels, require_labels, class_names, **label_options
+        )
+        return ImageSource(images=images, labels=encoded, class_names=names, multi_label=multi)
     if isinstance(data, (str, os.PathLike)):
         path = os.path.expanduser(os.fspath(data))
         if not os.path.exists(path):
@@ -224,15 +249,21 @@ def as_image_source(
             )
         if os.path.isdir(path):
             _refuse_labels(labels, "a folder", "the sub-folder names are the labels")
-            return _from_files(read_folder(path, require_labels, class_names))
+            return _from_files(read_folder(path, require_labels, class_names, multi_label))
         if is_csv_file(path):
             _refuse_labels(labels, "a CSV file", "put them in a column and set label_column=")
             frame = read_csv_file(path, path_column)
             what = f"The CSV {os.path.abspath(path)}"
             read = read_dataframe(
-                frame, path_column, label_column, require_labels, class_names, what
+                frame,
+                path_column,
+                label_column,
+                require_labels,
+                class_names,
+                what,
+                **label_options,
             )
-            return _from_files(read)
+            return _from_files(read, multi_label)
         data = [path]
         labels = None if labels is None else _as_list(labels)
     if isinstance(data, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) for p in data):
@@ -242,7 +273,8 @@ def as_image_source(
                 "path), a DataFrame with a label column, or a folder with one sub-folder per "
                 "class."
             )
-        return _from_files(read_paths(list(data), labels, class_names))
+        read = read_paths(list(data), labels, class_names, **label_options)
+        return _from_files(read, multi_label)
     raise TypeError(
         "Unsupported image data of type "
         f"{type(data).__name__}. Pass a folder path, a pandas DataFrame, a list of image "
@@ -250,13 +282,15 @@ def as_image_source(
     )
 
 
-def _from_files(read) -> ImageSource:
+def _from_files(read, multi_label: bool | None = None) -> ImageSource:
     return ImageSource(
         paths=read.paths,
         labels=read.labels,
         class_names=read.class_names,
         skipped=read.skipped,
         original_paths=read.original_paths,
+        # Unlabeled images for a multi-label model: said by the caller.
+        multi_label=read.multi_label or (read.labels is None and bool(multi_label)),
     )
 
 
@@ -280,6 +314,10 @@ def _with_class_names(source: ImageSource, class_names: list[str] | None) -> Ima
         return source
     if source.labels is None or source.class_names is None:
         return dataclasses.replace(source, class_names=class_names)
+    if source.multi_label:
+        frame = pd.DataFrame(source.labels, columns=source.class_names)
+        encoded, _ = encode_multi_labels(frame, class_names, identifiers=source.identifiers)
+        return dataclasses.replace(source, labels=encoded, class_names=class_names)
     names = np.asarray(source.class_names)[source.labels]
     indices, _ = encode_labels(names, class_names, identifiers=source.identifiers)
     return dataclasses.replace(source, labels=indices, class_names=class_names)

@@ -5,7 +5,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from transferkit.data.labels import check_class_names, encode_labels
+from transferkit.data.labels import check_class_names
+from transferkit.data.multi_labels import encode_any_labels
 from transferkit.utils.log import logger
 
 
@@ -14,12 +15,15 @@ def read_arrays(
     labels: Any,
     require_labels: bool,
     class_names: list[str] | None,
-) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    multi_label: bool | None = None,
+    delimiter: str | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, list[str] | None, bool]:
     """Checks an image array and its labels.
 
     Returns:
-        A tuple `(images, labels, class_names)`: images of shape `(N, H, W, 3)`
-        (grayscale repeated to RGB), int64 labels or None, class names or None.
+        A tuple `(images, labels, class_names, multi_label)`: images of shape
+        `(N, H, W, 3)` (grayscale repeated to RGB), int64 labels (multi-hot
+        float32 rows for multi-label data) or None, class names or None.
     """
     array = np.asarray(images)
     if array.dtype.kind not in "uif":
@@ -58,13 +62,15 @@ def read_arrays(
                 f"Received {len(array)} images but no labels. Pass labels=... (one per image) "
                 "or data=(images, labels)."
             )
-        return array, None, class_names
+        return array, None, class_names, bool(multi_label)
     if len(labels) != len(array):
         raise ValueError(
             f"Received {len(array)} images but {len(labels)} labels. Pass one label per image."
         )
-    indices, class_names = encode_labels(labels, class_names)
-    return array, indices, class_names
+    encoded, class_names, multi = encode_any_labels(
+        labels, class_names, multi_label=multi_label, delimiter=delimiter
+    )
+    return array, encoded, class_names, multi
 
 
 class DatasetLayout(NamedTuple):
@@ -113,9 +119,24 @@ def dataset_layout(dataset: tf.data.Dataset) -> DatasetLayout:
 
 
 def read_dataset(
-    dataset: tf.data.Dataset, require_labels: bool, class_names: list[str] | None
-) -> list[str] | None:
-    """Checks a user's dataset; returns the class names (given, or its `class_names`)."""
+    dataset: tf.data.Dataset,
+    require_labels: bool,
+    class_names: list[str] | None,
+    multi_label: bool | None = None,
+) -> tuple[list[str] | None, bool]:
+    """Checks a user's dataset.
+
+    Multi-label is detected from the first element's labels (rows with other
+    than a single 1) when `multi_label` is None.
+
+    Returns:
+        A tuple `(class_names, multi_label)`: the class names (given, or the
+        dataset's `class_names`, or `"0"`, `"1"`, ... for multi-hot rows).
+
+    Raises:
+        ValueError: for labels that contradict `multi_label`, or multi-hot
+            values other than 0 and 1 in the first element.
+    """
     layout = dataset_layout(dataset)
     if require_labels and not layout.labeled:
         raise ValueError(
@@ -124,4 +145,42 @@ def read_dataset(
         )
     if class_names is None and getattr(dataset, "class_names", None) is not None:
         class_names = check_class_names(dataset.class_names)
-    return class_names
+    multi = False
+    if layout.labeled:
+        label_spec = dataset.element_spec[1]
+        rows = label_spec.shape.rank == (2 if layout.batched else 1)
+        width = label_spec.shape[-1] if rows else None
+        if rows and width not in (None, 1):
+            multi = _dataset_multi_label(dataset, multi_label)
+            if multi and class_names is None:
+                class_names = [str(index) for index in range(width)]
+        elif multi_label:
+            raise ValueError(
+                "multi_label=True, but the tf.data.Dataset yields class indices "
+                f"(labels of shape {label_spec.shape}). Yield multi-hot rows of 0 and 1, one "
+                "column per class."
+            )
+    elif multi_label:
+        multi = True
+    return class_names, multi
+
+
+def _dataset_multi_label(dataset: tf.data.Dataset, multi_label: bool | None) -> bool:
+    """Reads the first element's labels: multi-hot rows, or one-hot?"""
+    first = next(iter(dataset.take(1)), None)
+    if first is None:
+        return bool(multi_label)
+    labels = np.asarray(first[1], dtype=np.float64).reshape(-1, first[1].shape[-1])
+    if not np.isin(labels, (0.0, 1.0)).all():
+        bad = float(labels[~np.isin(labels, (0.0, 1.0))][0])
+        raise ValueError(
+            f"The tf.data.Dataset's label rows must be one-hot or multi-hot, of 0 and 1. "
+            f"Received the value {bad:g} in its first element."
+        )
+    one_hot = bool((labels.sum(axis=1) == 1).all())
+    if multi_label is False and not one_hot:
+        raise ValueError(
+            "multi_label=False, but the tf.data.Dataset yields multi-hot rows (rows with "
+            "other than a single 1). Pass multi_label=True (or None, to detect it)."
+        )
+    return bool(multi_label) or not one_hot

@@ -44,6 +44,9 @@ def export_info(classifier, format: str, quantize: str | None) -> ExportInfo:
         multi_label=bool(head.multi_label),
         transferkit_version=__version__,
         keras_version=keras.__version__,
+        thresholds=[float(value) for value in head.threshold_array()]
+        if head.multi_label
+        else None,
     )
 
 

@@ -40,6 +40,10 @@ class ExportInfo:
             rather than summing to 1.
         transferkit_version: str. The version that wrote the export.
         keras_version: str. The Keras version that wrote the export.
+        thresholds: list of float or None. A multi-label model's per-class
+            decision thresholds (in class order): a class is predicted where
+            its probability reaches its threshold. None for other models (and
+            for exports written before thresholds were stored).
     """
 
     format: str
@@ -53,6 +57,7 @@ class ExportInfo:
     multi_label: bool
     transferkit_version: str
     keras_version: str
+    thresholds: list[float] | None = None
 
     def to_json(self) -> str:
         """The info as a JSON document (the form stored with the export)."""
@@ -70,6 +75,9 @@ class ExportInfo:
         """
         data = json.loads(text)
         fields = {field.name for field in dataclasses.fields(cls)}
+        # `thresholds` came later: older exports lack it.
+        if isinstance(data, dict):
+            data.setdefault("thresholds", None)
         if not isinstance(data, dict) or set(data) != fields:
             raise ValueError(
                 f"Not a transferkit export description: expected the fields {sorted(fields)}. "

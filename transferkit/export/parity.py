@@ -132,6 +132,15 @@ def _accuracy(probabilities, labels):
     return float((probabilities.argmax(axis=1) == labels).mean())
 
 
+def _agreement(probabilities, reference, info):
+    """Images with the same prediction: the top class, or a multi-label model's class set."""
+    if info.multi_label:
+        thresholds = np.asarray(info.thresholds if info.thresholds else 0.5)
+        same = (probabilities >= thresholds) == (reference >= thresholds)
+        return float(same.all(axis=1).mean())
+    return float((probabilities.argmax(1) == reference.argmax(1)).mean())
+
+
 def check_parity(
     classifier,
     exported,
@@ -253,7 +262,7 @@ def parity_table(
             "quantization": info.quantization,
             "file_mb": file_megabytes(model.path),
             "max_abs_diff": difference,
-            "agreement": float((probabilities.argmax(1) == reference.argmax(1)).mean()),
+            "agreement": _agreement(probabilities, reference, info),
             "accuracy": _accuracy(probabilities, labels),
             "latency_ms": latency_ms(model.predict, images[0], latency_calls),
             "tolerance": limit,

@@ -13,6 +13,8 @@ BYTES_SIGNATURE = "serving_bytes"
 BYTES_INPUT_NAME = "image_bytes"
 CLASS_NAME_OUTPUT = "class_name"
 CLASS_INDEX_OUTPUT = "class_index"
+# A multi-label model's: which classes reach their thresholds.
+PREDICTED_OUTPUT = "predicted"
 
 
 def write_saved_model(model: keras.Model, path: Path, info: ExportInfo) -> None:
@@ -24,8 +26,11 @@ def write_saved_model(model: keras.Model, path: Path, info: ExportInfo) -> None:
       or BMP files of any sizes, decoded and resized inside.
 
     Both return `probabilities` (float32, one column per class), `class_index`
-    (int64) and `class_name` (string), the most probable class. The export
-    description is written to `assets.extra/transferkit.json`.
+    (int64) and `class_name` (string), the most probable class. A multi-label
+    model returns instead `probabilities`, `predicted` (bool, one column per
+    class: the probability reaches the class's threshold, carried inside) and
+    `class_name`, the predicted classes joined by commas (empty for none).
+    The export description is written to `assets.extra/transferkit.json`.
 
     Built on Keras's `ExportArchive`, the machinery behind
     `Model.export(format="tf_saved_model")`, which takes one signature only.
@@ -33,8 +38,19 @@ def write_saved_model(model: keras.Model, path: Path, info: ExportInfo) -> None:
     class_names = tf.constant(info.class_names)
     height, width = info.image_size
 
+    thresholds = None if info.thresholds is None else tf.constant(info.thresholds, tf.float32)
+
     def classify(images):
         probabilities = model(images, training=False)[OUTPUT_NAME]
+        if info.multi_label:
+            predicted = probabilities >= (0.5 if thresholds is None else thresholds)
+            names = tf.broadcast_to(class_names, tf.shape(probabilities))
+            chosen = tf.ragged.boolean_mask(names, predicted)
+            return {
+                OUTPUT_NAME: probabilities,
+                PREDICTED_OUTPUT: predicted,
+                CLASS_NAME_OUTPUT: tf.strings.reduce_join(chosen, axis=-1, separator=","),
+            }
         index = tf.argmax(probabilities, axis=-1)
         return {
             OUTPUT_NAME: probabilities,

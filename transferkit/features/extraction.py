@@ -102,7 +102,8 @@ def extract_features(
         f"computed {len(features)} feature vectors ({views} view(s) of {len(source)} images) "
         f"in {seconds:.1f}s, {len(features) / max(seconds, 1e-9):.0f} images/s"
     )
-    labels = None if source.labels is None else np.tile(np.asarray(source.labels), views)
+    # View-major, as the features: for multi-hot rows too (np.tile would widen them).
+    labels = None if source.labels is None else np.concatenate([np.asarray(source.labels)] * views)
     return features, labels
 
 

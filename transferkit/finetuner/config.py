@@ -73,6 +73,8 @@ def finetuner_config(finetuner) -> dict:
         "validation_split": finetuner.validation_split,
         "path_column": finetuner.path_column,
         "label_column": finetuner.label_column,
+        "multi_label": finetuner.multi_label,
+        "label_delimiter": finetuner.label_delimiter,
         "seed": finetuner.seed,
         # A strategy object is not serializable: its kind is kept ("mirrored", ...).
         "distribute": distribute_config(finetuner.distribute),

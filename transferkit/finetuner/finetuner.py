@@ -16,6 +16,7 @@ from transferkit.features import FeatureCache, default_cache
 from transferkit.finetuner.augmentation import augmentation_layer
 from transferkit.finetuner.best_weights import BestWeights
 from transferkit.finetuner.checkpoint import RunCheckpoint, check_same_run, read_state
+from transferkit.finetuner.class_weights import resolve_class_weight
 from transferkit.finetuner.config import finetuner_config, finetuner_kwargs
 from transferkit.finetuner.distribution import (
     agree,
@@ -35,6 +36,10 @@ from transferkit.finetuner.freezing import (
     set_trainable,
 )
 from transferkit.finetuner.lr_finder import LRFinderResult, find_learning_rate
+from transferkit.finetuner.multi_label_report import (
+    multi_label_predictions_frame,
+    multi_label_report,
+)
 from transferkit.finetuner.reports import (
     EvaluationReport,
     HistoryRecorder,
@@ -58,6 +63,7 @@ from transferkit.interpret.model import (
     outputs_with_views,
     reset_calibration,
 )
+from transferkit.interpret.thresholds import DEFAULT_THRESHOLD_METRIC, choose_thresholds
 from transferkit.interpret.tta import tta_views
 from transferkit.layers import BackbonePreprocessing
 from transferkit.models import ImageClassifier
@@ -149,8 +155,21 @@ class FineTuner:
             disables it. Defaults to `0.2`.
         path_column: str. Column of file paths in a DataFrame. Defaults to
             `"path"`.
-        label_column: str. Column of labels in a DataFrame. Defaults to
+        label_column: str or list of str. Column of labels in a DataFrame
+            (for multi-label data, lists of classes or delimited text), or a
+            list of 0/1 columns, one per class (multi-label). Defaults to
             `"label"`.
+        multi_label: bool or None. Whether an image may belong to several
+            classes at once (or to none): one sigmoid per class, binary
+            cross-entropy, per-class decision thresholds chosen on validation
+            data. `None` detects it from the training data (lists of classes,
+            a column per class, multi-hot rows, a `label_delimiter`); `True`
+            also reads single labels (a folder of class sub-folders) as
+            multi-label; `False` with multi-label data is an error. Defaults
+            to `None`.
+        label_delimiter: str or None. Splits text labels such as
+            `"cat|dog"` into classes (multi-label data in a DataFrame or a
+            CSV); an empty text is an image of no class. Defaults to `None`.
         seed: int or None. Makes the split, shuffling, augmentation and
             initialisation repeatable. Defaults to `None`.
         distribute: str, `tf.distribute.Strategy` or None. Train on several
@@ -192,7 +211,9 @@ class FineTuner:
         precision: str = defaults.PRECISION,
         validation_split: float = defaults.VALIDATION_SPLIT,
         path_column: str = "path",
-        label_column: str = "label",
+        label_column: str | list[str] = "label",
+        multi_label: bool | None = None,
+        label_delimiter: str | None = None,
         seed: int | None = None,
         distribute=None,
     ):
@@ -232,6 +253,35 @@ class FineTuner:
                 f"Received: cached_views={cached_views!r}"
             )
         check_precision(precision)
+        if multi_label is not None and not isinstance(multi_label, bool):
+            raise ValueError(
+                "`multi_label` must be True, False or None (detect it from the data). "
+                f"Received: multi_label={multi_label!r}"
+            )
+        if head is not None and head.multi_label and multi_label is False:
+            raise ValueError(
+                "The head has multi_label=True but FineTuner(multi_label=False): set one of "
+                "them, they must agree."
+            )
+        if label_delimiter is not None and (
+            not isinstance(label_delimiter, str) or not label_delimiter
+        ):
+            raise ValueError(
+                "`label_delimiter` must be a non-empty string such as '|', or None. "
+                f"Received: label_delimiter={label_delimiter!r}"
+            )
+        if label_delimiter is not None and multi_label is False:
+            raise ValueError(
+                f"label_delimiter={label_delimiter!r} splits labels into several classes, "
+                "which multi_label=False refuses. Pass multi_label=None or True."
+            )
+        if isinstance(label_column, (list, tuple)):
+            label_column = [str(column) for column in label_column]
+            if multi_label is False:
+                raise ValueError(
+                    "A list of label columns (one 0/1 column per class) is multi-label data, "
+                    f"which multi_label=False refuses. Received: label_column={label_column}"
+                )
         augmentation_layer(augmentation, seed)  # validates early
         schedules_module.get(schedule)
         get_optimizer(optimizer, 1e-3)
@@ -258,6 +308,8 @@ class FineTuner:
         self.validation_split = validation_split
         self.path_column = path_column
         self.label_column = label_column
+        self.multi_label = multi_label
+        self.label_delimiter = label_delimiter
         self.seed = seed
         self.distribute = distribute
 
@@ -360,12 +412,17 @@ class FineTuner:
         size = get_backbone_spec(self.backbone_name).default_size
         return (size, size)
 
-    def build(self, class_names: list[str] | None = None) -> ImageClassifier:
+    def build(
+        self, class_names: list[str] | None = None, multi_label: bool | None = None
+    ) -> ImageClassifier:
         """Builds the model (the first `fit` does this for you).
 
         Args:
             class_names: list of str or None. The classes, in output order;
                 `None` names `num_classes` classes `"0"`, `"1"`, ... Defaults
+                to `None`.
+            multi_label: bool or None. Whether the head is multi-label; `None`
+                takes the FineTuner's `multi_label` (or the head's). Defaults
                 to `None`.
 
         Returns:
@@ -395,12 +452,16 @@ class FineTuner:
             self.backbone = backbone
         if self.seed is not None:
             keras.utils.set_random_seed(self.seed)
+        if multi_label is None:
+            multi_label = bool(self.multi_label) or self.head.multi_label
         # Under a strategy every variable is created in its scope (mirrored on each replica).
         with self._scope():
             backbone, spec = build_backbone(
                 backbone, weights=self.weights, input_shape=self.input_shape
             )
-            head = self.head.with_classes(len(class_names), list(class_names), name="head")
+            head = self.head.with_classes(
+                len(class_names), list(class_names), name="head", multi_label=multi_label
+            )
             image_size = tuple(backbone.input_shape[1:3])
             if None in image_size:
                 image_size = self.image_size
@@ -416,7 +477,8 @@ class FineTuner:
         logger.info(
             f"built {spec.name} ({backbone.count_params():,} parameters, input "
             f"{image_size[0]}x{image_size[1]}, preprocessing {spec.preprocessing!r}) with a "
-            f"{len(class_names)}-class head {list(class_names)}"
+            f"{len(class_names)}-class {'multi-label ' if multi_label else ''}head "
+            f"{list(class_names)}"
         )
         return self.model
 
@@ -527,7 +589,18 @@ class FineTuner:
     _in_training_precision = False
 
     # === Data ===
+    @property
+    def is_multi_label(self) -> bool:
+        """Whether the model is multi-label (before building: whether it was asked to be)."""
+        if self.model is not None:
+            return self.model.head.multi_label
+        return bool(self.multi_label) or self.head.multi_label
+
     def _source(self, data, labels=None, *, class_names=None, require_labels=True) -> ImageSource:
+        # Once built, the model says; before, the FineTuner's setting (None: detect).
+        multi_label = self.is_multi_label if self.built or self.head.multi_label else None
+        if multi_label is None:
+            multi_label = self.multi_label
         source = as_image_source(
             data,
             labels,
@@ -535,6 +608,8 @@ class FineTuner:
             path_column=self.path_column,
             label_column=self.label_column,
             require_labels=require_labels,
+            multi_label=multi_label,
+            label_delimiter=self.label_delimiter,
         )
         if len(source.skipped):
             self.skipped = pd.concat([self.skipped, source.skipped], ignore_index=True)
@@ -553,7 +628,7 @@ class FineTuner:
     def _build_for(self, source: ImageSource) -> None:
         """Builds the model for the source's classes, or checks they are the model's."""
         if not self.built:
-            self.build(source.class_names)
+            self.build(source.class_names, multi_label=source.multi_label or None)
             self._classes_from_data = source.class_names is not None
         elif source.class_names is not None and list(source.class_names) != self.class_names:
             raise ValueError(
@@ -577,7 +652,20 @@ class FineTuner:
         source = self._training_source(data, labels)
         if validation_data is not None:
             train = source
-            validation = self._source(validation_data, class_names=source.class_names)
+            try:
+                validation = self._source(validation_data, class_names=source.class_names)
+            except ValueError as error:
+                raise ValueError(
+                    f"The validation data does not fit the training data's classes "
+                    f"{source.class_names}: {error} A class only in the validation data cannot "
+                    "be learned: add its images to the training data, or drop it."
+                ) from error
+            if validation.multi_label != source.multi_label:
+                raise ValueError(
+                    "The training data is "
+                    f"{'multi-label' if source.multi_label else 'single-label'} but the "
+                    "validation data is not: give both in the same form."
+                )
             warn_if_overlapping(train, validation)
         elif self.validation_split and source.dataset is None:
             split_seed = self.seed if seed is None else seed
@@ -598,7 +686,7 @@ class FineTuner:
         batch_size: int = defaults.BATCH_SIZE,
         callbacks: list | None = None,
         schedule=None,
-        class_weight: dict | None = None,
+        class_weight: dict | str | None = None,
         shuffle: bool = True,
         checkpoint_dir: str | os.PathLike | None = None,
         restore_best_weights: bool = True,
@@ -626,7 +714,13 @@ class FineTuner:
                 callbacks, called in every phase. Defaults to `None`.
             schedule: str, `Schedule` or None. Overrides the FineTuner's
                 schedule for this run. Defaults to `None`.
-            class_weight: dict or None. Class index -> weight, as in Keras.
+            class_weight: dict, str or None. Class index -> weight, as in
+                Keras, or `"balanced"`: each class weighs `n_images /
+                (num_classes * n_images_of_class)` in the loss, from the
+                training part's counts (the log reports them), so that every
+                class counts as much as the others. Single-label data only:
+                multi-label data keeps its rare classes through per-class
+                decision thresholds. Defaults to `None`.
             shuffle: bool. Whether to shuffle the training data each epoch.
                 Defaults to `True`.
             checkpoint_dir: str, path or None. Save the full model and the
@@ -639,6 +733,14 @@ class FineTuner:
                 that unfreezing can never leave the model worse (on validation)
                 than it was; the log says when it restores. Defaults to `True`.
             verbose: "auto", 0, 1 or 2. Keras's progress output.
+
+        For multi-label data, the head has one sigmoid per class and trains
+        with binary cross-entropy (the monitored validation loss), and the
+        history shows `binary_accuracy` and `pr_auc` (the mean over classes of
+        the area under the precision-recall curve). With validation data, each
+        class's decision threshold is then chosen to maximise its F1 on the
+        validation images (see `choose_thresholds`), saved in the model and
+        used by `predict`, `evaluate`, the command line and exports.
 
         Note:
             Phases run as separate Keras `fit` calls, so your callbacks are
@@ -689,6 +791,7 @@ class FineTuner:
         agree(strategy, len(train) if train.dataset is None else 0, "the training images")
         # A calibration fitted to the weights before this run would not fit those after.
         reset_calibration(self.model.head)
+        class_weight = resolve_class_weight(class_weight, train, self.class_names)
 
         # === Callbacks ===
         rows = list(state["history"]) if state else []
@@ -727,6 +830,14 @@ class FineTuner:
                 )
             if best is not None:
                 best.restore()
+        if self.model.head.multi_label:
+            if validation is not None:
+                self.choose_thresholds(validation, batch_size=batch_size)
+            else:
+                logger.info(
+                    "no validation data: every class keeps the decision threshold 0.5; call "
+                    "choose_thresholds() with held-out images to tune them"
+                )
         self.history = history_frame(rows)
         return self.history
 
@@ -968,13 +1079,21 @@ class FineTuner:
             `prob_<class>` column per class. `label` is the most probable
             class, or for a two-class model with a decision threshold (see
             `calibrate`), the second class wherever its probability reaches
-            the threshold. Unreadable files are left out, reported in the log
-            and listed in `self.skipped`.
+            the threshold. For a multi-label model: `path`, `labels` (the list
+            of classes whose probability reaches the class's threshold,
+            possibly empty) and one `prob_<class>` column per class.
+            Unreadable files are left out, reported in the log and listed in
+            `self.skipped`.
         """
         self._require_built("model")
         views = tta_views(tta)
         source = self._source(images, require_labels=False)
         probabilities = self._probabilities(source, batch_size, views)
+        if self.model.head.multi_label:
+            mask = self.model.head.predicted_mask(probabilities)
+            return multi_label_predictions_frame(
+                probabilities, self.class_names, source.identifiers, mask
+            )
         predicted = self.model.head.predicted_indices(probabilities)
         return predictions_frame(probabilities, self.class_names, source.identifiers, predicted)
 
@@ -995,7 +1114,10 @@ class FineTuner:
             recall and F1, expected calibration error), `per_class` precision
             and recall, the `confusion_matrix`, the `predictions` and the
             `calibration` table, all pandas; `top_losses(k)` and
-            `most_confused()` list the mistakes.
+            `most_confused()` list the mistakes. For a multi-label model:
+            per-class precision, recall, F1, average precision and threshold,
+            micro and macro F1 and mean average precision (see
+            `EvaluationReport`).
 
         Raises:
             ValueError: if the data has a label the model was never trained on.
@@ -1004,6 +1126,16 @@ class FineTuner:
         views = tta_views(tta)
         source = self._source(data, labels, class_names=self.class_names)
         probabilities = self._probabilities(source, batch_size, views)
+        if self.model.head.multi_label:
+            head = self.model.head
+            return multi_label_report(
+                probabilities,
+                self._labels(source, batch_size),
+                self.class_names,
+                source.identifiers,
+                head.predicted_mask(probabilities),
+                head.threshold_array(),
+            )
         return evaluation_report(
             probabilities,
             self._labels(source, batch_size),
@@ -1069,6 +1201,72 @@ class FineTuner:
         self._require_built("model")
         source = self._source(images, require_labels=False)
         return explain_images(self.model, source, class_name, layer, batch_size)
+
+    def choose_thresholds(
+        self,
+        validation_data,
+        labels=None,
+        *,
+        metric: str = DEFAULT_THRESHOLD_METRIC,
+        batch_size: int = defaults.BATCH_SIZE,
+    ) -> pd.DataFrame:
+        """Chooses each class's decision threshold on held-out data (multi-label models).
+
+        For every class, the threshold on its probability that maximises
+        `metric` on `validation_data`; a class with no positive (or no
+        negative) image there keeps 0.5, and the log says so. The thresholds
+        are kept in the model's head (`model.head.thresholds`), so they are
+        saved and loaded with it, and `predict`, `evaluate`, the command line
+        and exports use them. `fit` calls this on its validation data. Use
+        images the model did not train on, never the test images you report.
+
+        Args:
+            validation_data: Labelled held-out images in any form `fit` accepts.
+            labels: array-like or None. Labels for a list of paths or an array.
+            metric: str. `"f1"` (of each class), `"balanced_accuracy"`,
+                `"accuracy"` or `"macro_f1"`. Defaults to `"f1"`.
+            batch_size: int. Defaults to `32`.
+
+        Returns:
+            A `pandas.DataFrame` indexed by class: `threshold`, `positives`,
+            `metric_at_0.5`, `metric_at_threshold` and `note`.
+
+        Raises:
+            ValueError: for a single-label model (use `calibrate(...,
+                threshold_metric=...)` for two classes), data without labels,
+                or an unknown metric.
+
+        Example:
+
+        ```python
+        train, validation = ft.split("data/train.csv")
+        table = ft.choose_thresholds(validation)
+        ```
+        """
+        self._require_built("model")
+        if not self.model.head.multi_label:
+            raise ValueError(
+                "choose_thresholds is for a multi-label model; for two classes use "
+                "calibrate(validation_data, threshold_metric=...)."
+            )
+        source = self._source(validation_data, labels, class_names=self.class_names)
+        probabilities = self._probabilities(source, batch_size)
+        table = choose_thresholds(
+            probabilities, self._labels(source, batch_size), self.class_names, metric
+        )
+        self.model.head.thresholds = [float(value) for value in table["threshold"]]
+        chosen = ", ".join(f"{name} {value:.3f}" for name, value in table["threshold"].items())
+        logger.info(
+            f"decision thresholds chosen on {len(probabilities)} images for {metric}: {chosen}"
+        )
+        kept = table[table["note"] != ""]
+        if len(kept):
+            logger.warning(
+                "Classes %s have only one kind of image in the validation data: they keep the "
+                "threshold 0.5.",
+                list(kept.index),
+            )
+        return table
 
     def calibrate(
         self,
@@ -1188,7 +1386,10 @@ class FineTuner:
         - `"saved_model"`: a folder for TensorFlow Serving, with signatures
           `serving_default` (float images) and `serving_bytes` (encoded
           JPEG/PNG files), both returning `probabilities`, `class_index` and
-          `class_name`.
+          `class_name` (for a multi-label model: `probabilities`, `predicted`,
+          one bool per class from the model's thresholds, and `class_name`,
+          the predicted classes joined by commas). Multi-label exports carry
+          the per-class thresholds in their description (`thresholds`).
         - `"litert"`: a `.tflite` file of LiteRT built-in ops, with
           `model.tflite.json` beside it; optionally quantized.
         - `"onnx"`: an `.onnx` file for ONNX Runtime (needs the `export` extra).
@@ -1289,7 +1490,9 @@ class FineTuner:
         if not config:
             head = model.head.get_config()
             # The decision threshold belongs to the trained model, not to the settings.
-            head.update(num_classes=None, class_names=None, decision_threshold=None)
+            head.update(
+                num_classes=None, class_names=None, decision_threshold=None, thresholds=None
+            )
             head.pop("name", None)
             config = {
                 # A registry name keeps the log's and the CLI's wording; else the model.

@@ -99,17 +99,29 @@ class EvaluationReport:
     """What `FineTuner.evaluate` returns.
 
     Attributes:
-        metrics: dict. `loss`, `accuracy`, `macro_precision`, `macro_recall`,
-            `macro_f1`, `expected_calibration_error` and `num_images`.
+        metrics: dict. `loss`, `accuracy`, `balanced_accuracy` (the mean of
+            the classes' recalls: the metric to watch when classes are
+            imbalanced), `macro_precision`, `macro_recall`, `macro_f1`,
+            `expected_calibration_error`, `num_images`, and for two classes
+            `pr_auc` (the area under the precision-recall curve of the second
+            class, as average precision). A multi-label model's: `loss`
+            (binary cross-entropy), `micro_precision`, `micro_recall`,
+            `micro_f1`, `macro_precision`, `macro_recall`, `macro_f1`,
+            `mean_average_precision`, `subset_accuracy` (every class right),
+            `hamming_loss`, `classes_without_images` and `num_images`.
         per_class: `pandas.DataFrame`. One row per class: `precision`,
-            `recall`, `f1` and `support` (number of images of that class).
+            `recall`, `f1` and `support` (number of images of that class);
+            multi-label also `average_precision` and the `threshold` used.
         confusion_matrix: `pandas.DataFrame`. Rows are true classes, columns
-            predicted classes, values image counts.
+            predicted classes, values image counts. Multi-label: per class,
+            the counts of true and false positives and negatives.
         predictions: `pandas.DataFrame`. The predictions (as `predict` returns
-            them) with a `true_label` column.
+            them) with a `true_label` column (`true_labels` for multi-label).
         calibration: `pandas.DataFrame` or None. The reliability table (one
             row per confidence bin: `lower`, `upper`, `count`, `confidence`,
             `accuracy`), as `tk.plots.plot_reliability_diagram` draws it.
+            None for multi-label.
+        multi_label: bool. Whether the model is multi-label.
     """
 
     metrics: dict
@@ -117,13 +129,26 @@ class EvaluationReport:
     confusion_matrix: pd.DataFrame
     predictions: pd.DataFrame
     calibration: pd.DataFrame | None = None
+    multi_label: bool = False
 
     def __getitem__(self, key):
         return self.metrics[key]
 
     def losses(self) -> pd.Series:
-        """Each image's cross-entropy: minus the log of its true class's probability."""
+        """Each image's cross-entropy: minus the log of its true class's probability.
+
+        For a multi-label model, the binary cross-entropy averaged over classes.
+        """
         frame = self.predictions
+        if self.multi_label:
+            columns = [c for c in frame.columns if c.startswith(probability_column(""))]
+            names = [c[len(probability_column("")) :] for c in columns]
+            truth = np.array(
+                [[name in set(row) for name in names] for row in frame["true_labels"]]
+            )
+            probabilities = np.clip(frame[columns].to_numpy(dtype="float64"), 1e-7, 1 - 1e-7)
+            losses = -(truth * np.log(probabilities) + ~truth * np.log(1 - probabilities))
+            return pd.Series(losses.mean(axis=1), index=frame.index, name="loss")
         true = frame["true_label"].astype(str).to_numpy()
         picked = np.empty(len(frame), dtype="float64")
         for name in np.unique(true):
@@ -156,7 +181,7 @@ class EvaluationReport:
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"`k` must be an integer >= 1. Received: k={k!r}")
-        wanted = ("path", "true_label", "label", "probability")
+        wanted = ("path", "true_label", "label", "probability", "true_labels", "labels")
         columns = [column for column in wanted if column in self.predictions]
         frame = self.predictions[columns].copy()
         frame["loss"] = self.losses()
@@ -180,6 +205,12 @@ class EvaluationReport:
         if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
             raise ValueError(
                 f"`min_count` must be an integer >= 1. Received: min_count={min_count!r}"
+            )
+        if self.multi_label:
+            raise ValueError(
+                "most_confused pairs one true class with one predicted class, which a "
+                "multi-label model does not have: read per_class and confusion_matrix (its "
+                "false positives and negatives per class), or top_losses()."
             )
         frame = self.predictions.assign(loss=self.losses())
         wrong = frame[frame["label"].astype(str) != frame["true_label"].astype(str)]
@@ -238,9 +269,14 @@ def evaluation_report(
         "macro_precision": float(precision.mean()),
         "macro_recall": float(recall.mean()),
         "macro_f1": float(f1.mean()),
+        "balanced_accuracy": float(recall[matrix.sum(1) > 0].mean()) if len(labels) else 0.0,
         "expected_calibration_error": table_error(calibration) if len(labels) else float("nan"),
         "num_images": int(len(labels)),
     }
+    if num_classes == 2:
+        from transferkit.interpret.thresholds import average_precision
+
+        metrics["pr_auc"] = average_precision(probabilities[:, 1], labels == 1)
     confusion = pd.DataFrame(
         matrix,
         index=pd.Index(class_names, name="true"),

@@ -77,13 +77,22 @@ class PhaseRun:
     strategy: tf.distribute.Strategy | None = None
 
 
-def compile_for_phase(model: keras.Model, loss: str, run: PhaseRun, steps_per_epoch: int) -> None:
-    """Compiles `model` with a fresh optimizer carrying the phase's rates and multipliers."""
+def compile_for_phase(
+    model: keras.Model, loss: str, run: PhaseRun, steps_per_epoch: int, metrics=None
+) -> None:
+    """Compiles `model` with a fresh optimizer carrying the phase's rates and multipliers.
+
+    `metrics` defaults to `["accuracy"]`; a multi-label head passes its own
+    (`ClassificationHead.default_metrics`).
+    """
     phase = run.phase
     learning_rate = run.schedule.learning_rate_schedule(phase, steps_per_epoch)
     optimizer = get_optimizer(run.optimizer, learning_rate, run.trainable.lr_multipliers)
     model.compile(
-        optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=run.jit_compile
+        optimizer=optimizer,
+        loss=loss,
+        metrics=metrics or ["accuracy"],
+        jit_compile=run.jit_compile,
     )
     if run.initial_epoch > phase.start_epoch:
         # Resuming inside a phase: its learning-rate schedule goes on where it was.
@@ -108,7 +117,7 @@ def fit_end_to_end(model: ImageClassifier, run: PhaseRun) -> None:
     if run.strategy is not None:
         _fit_distributed(model, model.head.default_loss(), run, dataset, validation, steps)
         return
-    compile_for_phase(model, model.head.default_loss(), run, steps)
+    compile_for_phase(model, model.head.default_loss(), run, steps, model.head.default_metrics())
     model.fit(
         dataset,
         validation_data=validation,
@@ -171,7 +180,11 @@ def fit_cached(model: ImageClassifier, run: PhaseRun, cache: FeatureCache, views
         return
     head = head_model(model.head, features.shape[1:])
     compile_for_phase(
-        head, model.head.default_loss(), run, math.ceil(len(features) / run.batch_size)
+        head,
+        model.head.default_loss(),
+        run,
+        math.ceil(len(features) / run.batch_size),
+        model.head.default_metrics(),
     )
     inputs = {"x": features, "y": labels, "batch_size": run.batch_size}
     if isinstance(features, np.memmap):

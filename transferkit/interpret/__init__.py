@@ -17,6 +17,7 @@ from transferkit.interpret.calibration import (
     reliability_table,
 )
 from transferkit.interpret.gradcam import Explanation, FeatureMap, GradCAM, find_feature_map
+from transferkit.interpret.thresholds import average_precision, choose_thresholds
 from transferkit.interpret.tta import DEFAULT_TTA_VIEWS, TTA_VIEWS, tta_outputs
 
 __all__ = [
@@ -27,7 +28,9 @@ __all__ = [
     "GradCAM",
     "THRESHOLD_METRICS",
     "TTA_VIEWS",
+    "average_precision",
     "choose_threshold",
+    "choose_thresholds",
     "expected_calibration_error",
     "find_feature_map",
     "fit_temperature",

@@ -205,10 +205,11 @@ def threshold_score(positive, labels, metric: str, threshold: float) -> float:
     positive = np.asarray(positive, dtype="float64")
     labels = np.asarray(labels, dtype="int64")
     predicted = positive >= threshold
-    tp = float(np.sum(predicted & (labels == 1)))
-    fp = float(np.sum(predicted & (labels == 0)))
-    fn = float(np.sum(~predicted & (labels == 1)))
-    tn = float(np.sum(~predicted & (labels == 0)))
+    # numpy floats: a class absent from `labels` divides by zero without raising.
+    tp = np.float64(np.sum(predicted & (labels == 1)))
+    fp = np.float64(np.sum(predicted & (labels == 0)))
+    fn = np.float64(np.sum(~predicted & (labels == 1)))
+    tn = np.float64(np.sum(~predicted & (labels == 0)))
     return float(_score(check_threshold_metric(metric), tp, fp, fn, tn))
 
 

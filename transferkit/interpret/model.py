@@ -150,4 +150,11 @@ def reset_calibration(head) -> bool:
         )
         head.temperature.assign(1.0)
         head.decision_threshold = None
+    if getattr(head, "thresholds", None) is not None:
+        logger.info(
+            "training changes the probabilities: the per-class decision thresholds are reset "
+            "to 0.5 (fit chooses them again on its validation data)"
+        )
+        head.thresholds = None
+        calibrated = True
     return calibrated

@@ -146,7 +146,9 @@ class ImageClassifier(keras.Model):
             loss: `"auto"` (binary cross-entropy for a sigmoid head, sparse
                 categorical cross-entropy otherwise) or any Keras loss.
                 Defaults to `"auto"`.
-            metrics: `"auto"` (`["accuracy"]`) or a list of Keras metrics.
+            metrics: `"auto"` (the head's: `["accuracy"]`, or for a
+                multi-label head binary accuracy and the precision-recall
+                AUC) or a list of Keras metrics.
                 Defaults to `"auto"`.
             **kwargs: Further `keras.Model.compile` arguments.
         """
@@ -155,7 +157,7 @@ class ImageClassifier(keras.Model):
         if loss == "auto":
             loss = self.head.default_loss()
         if metrics == "auto":
-            metrics = ["accuracy"]
+            metrics = self.head.default_metrics()
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def compile_from_config(self, config):

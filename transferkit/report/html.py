@@ -21,13 +21,26 @@ METRIC_NAMES = {
     "macro_precision": "macro precision",
     "macro_recall": "macro recall",
     "macro_f1": "macro F1",
+    "balanced_accuracy": "balanced accuracy",
+    "pr_auc": "PR AUC",
+    "micro_f1": "micro F1",
+    "mean_average_precision": "mean average precision",
     "expected_calibration_error": "expected calibration error",
     "num_images": "images",
 }
 
 
 # The figures at the top of the page.
-SUMMARY = ("accuracy", "macro F1", "loss (cross-entropy)", "expected calibration error", "images")
+SUMMARY = (
+    "accuracy",
+    "balanced accuracy",
+    "micro F1",
+    "macro F1",
+    "mean average precision",
+    "loss (cross-entropy)",
+    "expected calibration error",
+    "images",
+)
 
 
 class NotARunFolderError(ValueError):
@@ -185,6 +198,7 @@ def report_context(run_dir: str | os.PathLike) -> dict:
         per_class = pd.read_csv(folder / "per_class.csv", index_col=0)
     elif isinstance(metrics.get("per_class"), dict):
         per_class = pd.DataFrame(metrics["per_class"]).T.rename_axis("class")
+    multi_label = "mean_average_precision" in metrics
     confusion = None
     if (folder / "confusion_matrix.csv").is_file():
         confusion = pd.read_csv(folder / "confusion_matrix.csv", index_col=0)
@@ -218,11 +232,15 @@ def report_context(run_dir: str | os.PathLike) -> dict:
         "metrics": list(headline.items()),
         "per_class": _table(per_class, index=True) if per_class is not None else None,
         "confusion": _table(confusion, index=True) if confusion is not None else None,
-        "confusion_image": _image(
+        "confusion_image": None
+        if multi_label
+        else _image(
             folder,
             "confusion_matrix.png",
             (lambda: plots.plot_confusion_matrix(confusion)) if confusion is not None else None,
         ),
+        "multi_label": multi_label,
+        "watch": run.get("metric_to_watch"),
         "top_losses": _table(top_losses) if top_losses is not None else None,
         "top_losses_image": _image(folder, "top_losses.png"),
         "calibration": run.get("calibration"),

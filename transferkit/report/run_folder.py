@@ -88,6 +88,40 @@ def run_summary(finetuner, epochs: int | None = None, **extra) -> dict:
     )
 
 
+# Classes are imbalanced, for the advice on which metric to watch, from this ratio of the
+# largest class's images to the smallest's.
+IMBALANCE_RATIO = 1.5
+
+
+def metric_to_watch(report) -> dict:
+    """Which metric says how good the model is, and why: `{"metric": ..., "why": ...}`.
+
+    Accuracy for balanced single-label data; balanced accuracy (and, for two
+    classes, PR AUC) when the classes are imbalanced; macro F1 and mean average
+    precision for a multi-label model.
+    """
+    if report.multi_label:
+        return {
+            "metric": "macro F1 and mean average precision",
+            "why": "Each class counts the same in them; accuracy over every class of every "
+            "image is flattered by the many images a class is absent from.",
+        }
+    support = report.per_class["support"]
+    present = support[support > 0]
+    if len(present) and present.max() >= IMBALANCE_RATIO * present.min():
+        shares = ", ".join(
+            f"{name} {count / support.sum():.0%}" for name, count in support.items()
+        )
+        pr = " and PR AUC (of the second class)" if len(support) == 2 else ""
+        return {
+            "metric": f"balanced accuracy{pr}",
+            "why": f"The classes are imbalanced ({shares}): accuracy rewards predicting the "
+            "larger class, balanced accuracy weighs each class's recall the same. Consider "
+            'class_weight="balanced".',
+        }
+    return {"metric": "accuracy", "why": "The classes are balanced."}
+
+
 def write_run_details(
     out: str | os.PathLike,
     finetuner,
@@ -125,7 +159,7 @@ def write_run_details(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = ["run.json", "per_class.csv"]
-    summary = run_summary(finetuner, epochs, **extra)
+    summary = run_summary(finetuner, epochs, metric_to_watch=metric_to_watch(report), **extra)
     _write_text(out / "run.json", json.dumps(summary, indent=2, default=str) + "\n")
     with atomic_path(out / "per_class.csv", overwrite=True) as tmp:
         report.per_class.to_csv(tmp)
@@ -152,6 +186,17 @@ def write_run_details(
         explanation = None
         logger.info(f"top losses without Grad-CAM: {error}")
     if explanation is not None:
+        if report.multi_label:
+            # Titles name the class sets; the probability is the explained (top) class's.
+            shown = explanation.predictions
+            top = top.assign(
+                true_label=["|".join(names) or "none" for names in top["true_labels"]],
+                label=["|".join(names) or "none" for names in top["labels"]],
+                probability=[
+                    row[f"prob_{name}"]
+                    for name, (_, row) in zip(shown["explained"], shown.iterrows(), strict=True)
+                ],
+            )
         plot_top_losses(top, explanation, stale)
         written.append("top_losses.png")
     elif stale.exists():

@@ -26,8 +26,23 @@ from transferkit.utils.log import logger
 
 # Columns of a FineTuner history that are not metrics.
 _NOT_METRICS = ("epoch", "phase", "learning_rate", "seconds")
-# The metrics a FineTuner's history has (it compiles with metrics=["accuracy"]).
-OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")
+# The metrics a FineTuner's history has: it compiles with metrics=["accuracy"], or for
+# multi-label data with binary accuracy and the precision-recall AUC.
+OBJECTIVES = (
+    "val_accuracy",
+    "val_loss",
+    "accuracy",
+    "loss",
+    "val_pr_auc",
+    "val_binary_accuracy",
+    "pr_auc",
+    "binary_accuracy",
+)
+# Single-label objectives, and what replaces them for multi-label data.
+MULTI_LABEL_OBJECTIVES = {
+    "val_accuracy": "val_pr_auc",
+    "accuracy": "pr_auc",
+}
 HISTORY_FILE = "history.csv"
 
 
@@ -110,6 +125,9 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
             backbone start from the same weights (and, without pretrained
             weights, share cached features). Defaults to `0`.
         name: str or None. KerasTuner's name for the hypermodel.
+        multi_label: bool. Whether the data is multi-label (a sigmoid per class,
+            thresholds chosen on the validation data in each trial); `tune`
+            sets it from the data. Defaults to `False`.
 
     Example:
 
@@ -140,6 +158,7 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
         objective: str = "val_accuracy",
         seed: int | None = 0,
         name: str | None = None,
+        multi_label: bool = False,
     ):
         super().__init__(name=name)
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -167,6 +186,7 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
         self.validation_split = validation_split
         self.objective = keras_tuner.Objective(objective, objective_direction(objective))
         self.seed = seed
+        self.multi_label = bool(multi_label)
         # The FineTuner behind the model `build` returned last, for `fit`.
         self._finetuner = None
         self._built_at = None
@@ -193,6 +213,7 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
         head = ClassificationHead(
             hidden_units=[values.get("head_units") or 0] * values["head_depth"],
             dropout=values["dropout"],
+            multi_label=self.multi_label,
         )
         return FineTuner(
             backbone,
@@ -205,6 +226,7 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
             cached_views=self.cached_views,
             cache_features=self.cache_features,
             validation_split=self.validation_split,
+            multi_label=self.multi_label or None,
             seed=self.seed,
         )
 

@@ -27,18 +27,12 @@ def resolve_class_weight(class_weight, train: ImageSource) -> dict | None:
     if class_weight is None:
         return None
     names = list(train.class_names or [])
-    if isinstance(class_weight, str):
-        if class_weight != "balanced" or train.labels is None:
-            raise ValueError(
-                "`class_weight` must be a dict {class index or name: weight}, 'balanced' "
-                f"(for labelled files or arrays) or None. Received: class_weight={class_weight!r}"
-            )
-        counts = np.bincount(train.labels, minlength=len(names))
-        return {
-            index: float(len(train.labels) / (len(names) * count))
-            for index, count in enumerate(counts)
-            if count
-        }
+    if isinstance(class_weight, str) or train.multi_label:
+        from transferkit.finetuner.class_weights import resolve_class_weight as balanced
+
+        # The FineTuner's own rule: weights from the training counts, reported in the
+        # log; a class with no training image, or multi-label data, is an error.
+        return balanced(class_weight, train, names)
     if not isinstance(class_weight, Mapping):
         raise ValueError(
             "`class_weight` must be a dict {class index or name: weight}, 'balanced' or None. "

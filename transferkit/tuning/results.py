@@ -183,6 +183,12 @@ class TuneResult:
         if os.path.exists(history):
             finetuner.history = pd.read_csv(history)
         logger.info(f"loaded trial {trial.trial_id}'s best-epoch weights from {path}")
+        if finetuner.model.head.multi_label and self._validation is not None:
+            # The weights file holds no thresholds: choose them for these weights, as the
+            # trial's fit did, on the search's validation images.
+            finetuner.choose_thresholds(
+                self._validation, batch_size=self._fit_options.get("batch_size", 32)
+            )
         return finetuner
 
     def plot(self, path: str | os.PathLike | None = None):

@@ -9,10 +9,11 @@ import keras_tuner
 from transferkit import defaults
 from transferkit.features import FeatureCache
 from transferkit.tuning import distributed
-from transferkit.tuning.hypermodel import FineTunerHyperModel
+from transferkit.tuning.hypermodel import MULTI_LABEL_OBJECTIVES, FineTunerHyperModel
 from transferkit.tuning.inputs import resolve_class_weight, resolve_data
 from transferkit.tuning.project import check_same_search, search_settings, write_settings
 from transferkit.tuning.results import TuneResult, raise_if_no_success
+from transferkit.utils.log import logger
 
 # Random search is the default: `tune`'s docstring says why.
 TUNERS = {
@@ -109,8 +110,11 @@ def tune(
             range's arguments, a keras_tuner hyperparameter replaces it);
             `{"unfreeze": False}` searches the head alone. Defaults to `None`.
         objective: str. The history column to optimise: `"val_accuracy"`
-            (maximised), `"val_loss"` (minimised), `"accuracy"` or `"loss"`.
-            Defaults to `"val_accuracy"`.
+            (maximised), `"val_loss"` (minimised), `"accuracy"` or `"loss"`;
+            for multi-label data `"val_pr_auc"` (the mean precision-recall
+            AUC over classes, maximised), which `"val_accuracy"` becomes
+            there (the log says so), or `"val_binary_accuracy"`. Defaults to
+            `"val_accuracy"`.
         weights: str, path, None or dict. As `FineTuner`'s; a dict maps
             backbone names to weights. Defaults to `"imagenet"`.
         input_shape: tuple or int or None. As `FineTuner`'s.
@@ -124,8 +128,9 @@ def tune(
         batch_size: int. Defaults to `32`.
         class_weight: dict, `"balanced"` or None. Class index (or class name)
             -> weight, applied in every trial; `"balanced"` weighs each class
-            by the inverse of its share of the training images. Defaults to
-            `None`.
+            by the inverse of its share of the training images (the log
+            reports the weights; a class without training images is an error).
+            Single-label data only. Defaults to `None`.
         callbacks: list or None. Keras callbacks for every trial (deep-copied
             per trial by KerasTuner). Defaults to `None`.
         directory: str or path. KerasTuner's folder for the search. Defaults
@@ -183,6 +188,13 @@ def tune(
 
     train, validation = resolve_data(data, labels, validation_data, validation_split, seed)
     class_weight = resolve_class_weight(class_weight, train)
+    if train.multi_label and objective in MULTI_LABEL_OBJECTIVES:
+        logger.info(
+            f"multi-label data: the objective {objective!r} becomes "
+            f"{MULTI_LABEL_OBJECTIVES[objective]!r} (accuracy over every class of every image "
+            "is flattered by the many negatives)"
+        )
+        objective = MULTI_LABEL_OBJECTIVES[objective]
     hypermodel = FineTunerHyperModel(
         train.class_names,
         backbones,
@@ -196,6 +208,7 @@ def tune(
         cache_features=cache_features,
         objective=objective,
         seed=seed,
+        multi_label=train.multi_label,
     )
     settings = search_settings(
         hypermodel, train, validation, tuner_class, batch_size, class_weight

@@ -1,0 +1,104 @@
+"""pandas out for multi-label models: predictions with label sets, and their evaluation."""
+
+import numpy as np
+import pandas as pd
+
+from transferkit.finetuner.reports import EvaluationReport, probability_column
+from transferkit.interpret.thresholds import average_precision
+
+
+def multi_label_predictions_frame(
+    probabilities: np.ndarray,
+    class_names: list[str],
+    identifiers: list[str] | None,
+    predicted: np.ndarray,
+) -> pd.DataFrame:
+    """Builds the DataFrame `FineTuner.predict` returns for a multi-label model.
+
+    Columns: `path` (when the images came from files), `labels` (the list of
+    classes at or above their thresholds, possibly empty), then one
+    `prob_<class>` column per class.
+    """
+    frame = pd.DataFrame()
+    if identifiers is not None:
+        frame["path"] = list(identifiers)
+    frame["labels"] = _label_lists(predicted, class_names)
+    for column, name in enumerate(class_names):
+        frame[probability_column(name)] = probabilities[:, column]
+    return frame
+
+
+def _label_lists(mask: np.ndarray, class_names: list[str]) -> list[list[str]]:
+    return [[class_names[i] for i in np.flatnonzero(row)] for row in np.asarray(mask, bool)]
+
+
+def multi_label_report(
+    probabilities: np.ndarray,
+    multi_hot: np.ndarray,
+    class_names: list[str],
+    identifiers: list[str] | None,
+    predicted: np.ndarray,
+    thresholds: np.ndarray,
+) -> EvaluationReport:
+    """Per-class precision, recall, F1 and average precision, micro/macro F1 and mAP.
+
+    Classes with no positive image in the data have an undefined recall and
+    average precision: their `average_precision` is NaN and they are left out
+    of `mean_average_precision` (and counted in `classes_without_images`).
+    """
+    truth = np.asarray(multi_hot) > 0.5
+    predicted = np.asarray(predicted, bool)
+    probabilities = np.asarray(probabilities, dtype="float64")
+    tp = (truth & predicted).sum(axis=0).astype("float64")
+    fp = (~truth & predicted).sum(axis=0).astype("float64")
+    fn = (truth & ~predicted).sum(axis=0).astype("float64")
+    tn = (~truth & ~predicted).sum(axis=0).astype("float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    ap = np.array(
+        [average_precision(probabilities[:, c], truth[:, c]) for c in range(len(class_names))]
+    )
+    per_class = pd.DataFrame(
+        {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "average_precision": ap,
+            "threshold": np.asarray(thresholds, dtype="float64"),
+            "support": truth.sum(axis=0).astype("int64"),
+        },
+        index=pd.Index(class_names, name="class"),
+    )
+    micro_tp, micro_fp, micro_fn = tp.sum(), fp.sum(), fn.sum()
+    clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    losses = -(truth * np.log(clipped) + (~truth) * np.log(1 - clipped)).mean(axis=1)
+    present = truth.sum(axis=0) > 0
+    metrics = {
+        "loss": float(losses.mean()) if len(losses) else float("nan"),
+        "micro_precision": _ratio(micro_tp, micro_tp + micro_fp),
+        "micro_recall": _ratio(micro_tp, micro_tp + micro_fn),
+        "micro_f1": _ratio(2 * micro_tp, 2 * micro_tp + micro_fp + micro_fn),
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        "mean_average_precision": float(ap[present].mean()) if present.any() else float("nan"),
+        "subset_accuracy": float((truth == predicted).all(axis=1).mean()),
+        "hamming_loss": float((truth != predicted).mean()),
+        "classes_without_images": int((~present).sum()),
+        "num_images": int(len(truth)),
+    }
+    counts = pd.DataFrame(
+        {"true_positives": tp, "false_positives": fp, "false_negatives": fn, "true_negatives": tn},
+        index=pd.Index(class_names, name="class"),
+    ).astype("int64")
+    predictions = multi_label_predictions_frame(probabilities, class_names, identifiers, predicted)
+    predictions.insert(
+        1 if identifiers is not None else 0, "true_labels", _label_lists(truth, class_names)
+    )
+    return EvaluationReport(metrics, per_class, counts, predictions, None, multi_label=True)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator / denominator) if denominator > 0 else 0.0
