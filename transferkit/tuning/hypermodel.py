@@ -20,6 +20,7 @@ from transferkit.features import FeatureCache
 from transferkit.finetuner import FineTuner
 from transferkit.heads import ClassificationHead
 from transferkit.schedules import Freeze, FreezeUnfreeze, Schedule
+from transferkit.tuning.budget import StopAtDeadline
 from transferkit.tuning.space import UNFREEZE_BLOCKS, SearchSpace
 from transferkit.tuning.trials import schedule_from, trial_callbacks
 from transferkit.utils.log import logger
@@ -190,6 +191,9 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
         # The FineTuner behind the model `build` returned last, for `fit`.
         self._finetuner = None
         self._built_at = None
+        # Set by a time-budgeted tuner during its search: trials stop at the deadline.
+        self.deadline = None
+        self.time_budget = None
         # A FineTuner validates its arguments; fail here rather than in every trial.
         self.make_finetuner(keras_tuner.HyperParameters())
 
@@ -215,14 +219,17 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
             dropout=values["dropout"],
             multi_label=self.multi_label,
         )
+        size = values.get("image_size")
         return FineTuner(
             backbone,
             weights=self.weights[backbone],
             head=head,
-            input_shape=self.input_shape,
+            input_shape=self.input_shape if size is None else (size, size, 3),
             schedule=self.schedule(values),
             optimizer=self.optimizer,
-            augmentation=self.augmentation,
+            augmentation=with_strength(
+                self.augmentation, values.get("augmentation_strength", 0.0), self.seed
+            ),
             cached_views=self.cached_views,
             cache_features=self.cache_features,
             validation_split=self.validation_split,
@@ -242,6 +249,9 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
             unfreeze_blocks=None if blocks == self.space.num_blocks[backbone] else blocks,
             learning_rate=values["learning_rate"],
             fine_tune_learning_rate=values["fine_tune_learning_rate"],
+            lowest_block_multiplier=values.get(
+                "lowest_block_multiplier", defaults.LOWEST_BLOCK_MULTIPLIER
+            ),
         )
 
     # === KerasTuner's HyperModel ===
@@ -308,6 +318,8 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
             finetuner.model = model
         epochs = self.epochs if epochs is None else epochs
         callbacks, checkpoint, trial = trial_callbacks(callbacks, finetuner)
+        if self.deadline is not None:
+            callbacks.append(StopAtDeadline(self.deadline, self.time_budget))
         schedule = schedule_from(finetuner.schedule, initial_epoch)
         try:
             history = finetuner.fit(
@@ -364,6 +376,28 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
         }
         metrics["best_epoch"] = int(row["epoch"])
         return metrics
+
+
+def with_strength(augmentation, strength: float, seed: int | None):
+    """`augmentation`, followed by random shifts and zooms of up to `strength` of the image.
+
+    A strength of 0 returns `augmentation` itself, so the default trial's
+    augmentation is the FineTuner's default.
+    """
+    if not strength:
+        return augmentation
+    if augmentation is None or augmentation == "none":
+        layers = []
+    elif augmentation == "flip":
+        layers = [keras.layers.RandomFlip("horizontal", seed=seed)]
+    elif isinstance(augmentation, keras.layers.Layer):
+        layers = [augmentation]
+    else:
+        layers = list(augmentation)
+    return layers + [
+        keras.layers.RandomTranslation(strength, strength, fill_mode="reflect", seed=seed),
+        keras.layers.RandomZoom(strength, fill_mode="reflect", seed=seed),
+    ]
 
 
 def _weights_by_backbone(weights, backbones: list[str]) -> dict:

@@ -9,6 +9,7 @@ import keras_tuner
 from transferkit import defaults
 from transferkit.features import FeatureCache
 from transferkit.tuning import distributed
+from transferkit.tuning.budget import budgeted, default_first
 from transferkit.tuning.hypermodel import MULTI_LABEL_OBJECTIVES, FineTunerHyperModel
 from transferkit.tuning.inputs import resolve_class_weight, resolve_data
 from transferkit.tuning.project import check_same_search, search_settings, write_settings
@@ -50,6 +51,9 @@ def tune(
     overwrite: bool = False,
     seed: int | None = 0,
     tuner_options: Mapping | None = None,
+    time_budget: float | None = None,
+    confirmation_split: float = 0.2,
+    finalists: int = 3,
     verbose: int = 1,
 ) -> TuneResult:
     """Searches the fine-tuning recipe's hyperparameters with KerasTuner.
@@ -179,14 +183,40 @@ def tune(
         )
     if verbose not in (0, 1, 2):
         raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose!r}")
+    if time_budget is not None and (
+        isinstance(time_budget, bool)
+        or not isinstance(time_budget, (int, float))
+        or time_budget <= 0
+    ):
+        raise ValueError(
+            "`time_budget` must be a number of seconds > 0, or None for no limit. "
+            f"Received: time_budget={time_budget!r}"
+        )
+    if isinstance(finalists, bool) or not isinstance(finalists, int) or finalists < 1:
+        raise ValueError(
+            "`finalists` must be an integer >= 1 (the default recipe counts as one). "
+            f"Received: finalists={finalists!r}"
+        )
+    if not (isinstance(confirmation_split, (int, float)) and 0 <= confirmation_split < 1):
+        raise ValueError(
+            "`confirmation_split` must be a fraction in [0, 1) (0: no confirmation split). "
+            f"Received: confirmation_split={confirmation_split!r}"
+        )
     role = distributed.role()
+    if role != "single" and time_budget is not None:
+        raise ValueError(
+            "time_budget is for a search in one process; a distributed search is bounded by "
+            "max_trials. Pass time_budget=None."
+        )
     if role != "single" and seed is None and validation_data is None:
         raise ValueError(
             "A distributed search with seed=None would draw a different validation split in "
             "every process. Pass seed=<int> (the same everywhere) or validation_data=..."
         )
 
-    train, validation = resolve_data(data, labels, validation_data, validation_split, seed)
+    train, validation, confirmation = resolve_data(
+        data, labels, validation_data, validation_split, seed, confirmation_split
+    )
     class_weight = resolve_class_weight(class_weight, train)
     if train.multi_label and objective in MULTI_LABEL_OBJECTIVES:
         logger.info(
@@ -220,7 +250,7 @@ def tune(
         check_same_search(project_dir, settings)
 
     search = make_tuner(
-        tuner_class,
+        budgeted(tuner_class),
         hypermodel,
         max_trials=max_trials,
         epochs=epochs,
@@ -232,6 +262,7 @@ def tune(
     )
     if role != "worker":
         write_settings(search.project_dir, settings)
+    search.time_budget = time_budget
 
     fit_options = {"batch_size": batch_size, "class_weight": class_weight}
     search_kwargs = dict(fit_options, validation_data=validation, epochs=epochs)
@@ -251,9 +282,23 @@ def tune(
             f"{limit} in a row). The last error:\n{error}"
         ) from error
 
-    result = TuneResult(search, hypermodel, train, validation, fit_options)
-    if role != "worker":
-        raise_if_no_success(result)
+    result = TuneResult(search, hypermodel, train, validation, fit_options, confirmation)
+    if role == "worker":
+        return result
+    if search.stopped_by_budget:
+        logger.info(
+            f"time_budget={time_budget:g}s: the search stopped after {len(result.trials)} "
+            "trial(s), with no time left for another"
+        )
+        if not result.completed:
+            raise RuntimeError(
+                f"time_budget={time_budget:g}s is too small for one trial: the first trial "
+                "(the default recipe) was still training when it ran out. Give the search "
+                "more time, fewer epochs or smaller images (input_shape)."
+            )
+    raise_if_no_success(result)
+    if confirmation is not None:
+        result.confirm(finalists)
     return result
 
 
@@ -307,4 +352,5 @@ def make_tuner(
     if "max_trials" not in parameters:
         # Hyperband takes no max_trials; its oracle's base class honours the cap.
         tuner.oracle.max_trials = max_trials
+    default_first(tuner.oracle)
     return tuner
