@@ -77,6 +77,7 @@ def head_search(folder, tmp_path_factory):
             search_space=HEAD_ONLY,
             cache_features=cache,
             callbacks=[HeadWeightsRecorder()],
+            confirmation_split=0,  # these tests compare trials on validation alone
             directory=tmp_path_factory.mktemp("search"),
             verbose=0,
             **TINY,
@@ -201,6 +202,7 @@ def test_every_trial_trains_and_validates_on_the_same_split(folder, tmp_path):
             epochs=1,
             max_trials=2,
             validation_split=0.3,
+            confirmation_split=0,
             seed=3,
             search_space=HEAD_ONLY,
             cache_features=FeatureCache(),

@@ -32,23 +32,29 @@ def test_every_hyperparameter_has_the_default_finetuners_value():
     assert isinstance(built, keras.Model)
     assert hp.values == {
         "backbone": "mobilenet",
+        "image_size": 32,
         "head_depth": 0,
         "dropout": 0.2,
         "learning_rate": 1e-2,
+        "augmentation_strength": 0.0,
         "unfreeze": True,
         "frozen_epochs": 1,
         "fine_tune_learning_rate": 1e-4,
+        "lowest_block_multiplier": 0.1,
         "mobilenet/unfreeze_blocks": MOBILENET_BLOCKS,
     }
     assert [p.name for p in hp.space] == [
         "backbone",
+        "image_size",
         "head_depth",
         "head_units",
         "dropout",
         "learning_rate",
+        "augmentation_strength",
         "unfreeze",
         "frozen_epochs",
         "fine_tune_learning_rate",
+        "lowest_block_multiplier",
         "mobilenet/unfreeze_blocks",
     ]
     # The default trial is the default recipe: same head, same phases.

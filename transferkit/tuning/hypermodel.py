@@ -56,27 +56,33 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
     """The two-phase fine-tuning recipe as a KerasTuner `HyperModel`.
 
     Searches, by default, the backbone among `backbones`, the head's depth,
-    width and dropout, the head's learning rate, whether and after how many
-    frozen epochs the backbone unfreezes, how many of its top blocks unfreeze
-    and the fine-tuning learning rate. Every default is what `FineTuner` does
+    width and dropout, the head's learning rate, the strength of added
+    augmentation (random shifts and zooms), whether and after how many frozen
+    epochs the backbone unfreezes, how many of its top blocks unfreeze, the
+    fine-tuning learning rate and the layer-wise decay of the backbone's rates
+    (`lowest_block_multiplier`); the image size when `search_space` lists
+    sizes. Every default is what `FineTuner` does
     when left alone, so the default trial is the default recipe:
 
     | name | default | range |
     | --- | --- | --- |
     | `backbone` | first of `backbones` | `backbones` |
+    | `image_size` | the side of `input_shape` (when given) | sizes listed in `search_space` |
     | `head_depth` | `0` (linear head) | int 0-2 |
     | `head_units` | `256` (when `head_depth` > 0) | 64, 128, 256, 512 |
     | `dropout` | `0.2` | 0.0-0.5, step 0.1 |
     | `learning_rate` | `1e-2` | 1e-4 to 1e-1, log |
+    | `augmentation_strength` | `0.0` (`augmentation` alone) | 0.0-0.2, step 0.1 |
     | `unfreeze` | `True` (`False` when `epochs` is 1) | True, False |
     | `frozen_epochs` | `1` (when `unfreeze`) | int 1 to `epochs - 1` |
     | `fine_tune_learning_rate` | `1e-4` (when `unfreeze`) | 1e-6 to 1e-3, log |
+    | `lowest_block_multiplier` | `0.1` (when `unfreeze`) | 0.01 to 1, log |
     | `<backbone>/unfreeze_blocks` | all its blocks (see below) | int 1 to its blocks |
 
     Conditional hyperparameters are active only in their branch, so a trial
     carries just the values it uses: `head_units` in a `conditional_scope` of
-    `head_depth` > 0, `frozen_epochs` and `fine_tune_learning_rate` in one of
-    `unfreeze`, and each backbone's own `<backbone>/unfreeze_blocks` (its range
+    `head_depth` > 0, `frozen_epochs`, `fine_tune_learning_rate` and
+    `lowest_block_multiplier` in one of `unfreeze`, and each backbone's own `<backbone>/unfreeze_blocks` (its range
     is that backbone's number of blocks) under both conditions: `unfreeze` and
     `backbone` being that backbone.
 

@@ -58,7 +58,7 @@ def tune(
 ) -> TuneResult:
     """Searches the fine-tuning recipe's hyperparameters with KerasTuner.
 
-    Resolves the data once (one scan, one stratified split with `seed`), so
+    Resolves the data once (one scan, stratified splits with `seed`), so
     every trial trains and validates on the same images, then runs a
     KerasTuner search of a `FineTunerHyperModel`: the backbone among
     `backbones`, the head's depth, width and dropout, its learning rate,
@@ -86,6 +86,24 @@ def tune(
     search that also needs scikit-learn. KerasTuner's Hyperband takes no
     `max_trials`; here it caps Hyperband's trials. `bench/tuning.py
     --compare-tuners` runs the tuners side by side on the same budget.
+
+    Selection that holds up: trial one of every search is the default recipe
+    (every hyperparameter at its default). `confirmation_split` of the data is
+    held out of the search; when the search ends, the finalists (the default
+    recipe and the `finalists - 1` best other trials on validation, at full
+    budget) are measured on those images, and the default recipe stays the
+    choice unless a challenger beats it there clearly (see
+    `transferkit.tuning.selection`). `TuneResult.finalists` lists them, and
+    `TuneResult.gain_survived` says how much of the validation gain held on
+    the confirmation images. `best_finetuner(refit=True)` then trains the
+    chosen recipe on every image.
+
+    Budget: `time_budget` seconds bound the search (the confirmation that
+    follows is one prediction pass per finalist). No trial starts that the
+    time left cannot pay for (at the mean cost of the trials so far), and a
+    trial still running when the budget ends is stopped and recorded as
+    failed. With `tuner="hyperband"`, KerasTuner's successive halving runs
+    most trials for a few epochs and only the best for all `epochs`.
 
     Distributed: set `KERASTUNER_ORACLE_IP`, `KERASTUNER_ORACLE_PORT` and
     `KERASTUNER_TUNER_ID` (`chief`, `worker0`, `worker1`, ...) and run this
@@ -146,18 +164,28 @@ def tune(
             FineTuner. Defaults to `0`.
         tuner_options: dict or None. More arguments for the tuner class, e.g.
             `{"factor": 3}` for Hyperband or `{"executions_per_trial": 2}`.
+        time_budget: float or None. Seconds for the search; `None` bounds it
+            by `max_trials` alone. Defaults to `None`.
+        confirmation_split: float. Fraction of each class held out of the
+            search to measure the finalists on; `0` chooses on validation
+            alone. Defaults to `0.2`.
+        finalists: int. Finalists measured on the confirmation split, the
+            default recipe included. Defaults to `3`.
         verbose: int. `0` silent, `1` KerasTuner's summary of each trial, `2`
             also Keras's line per epoch. Defaults to `1`.
 
     Returns:
         A `TuneResult`: `results` (a DataFrame, one row per trial),
-        `best_hyperparameters`, `best_finetuner()` and `plot()`.
+        `finalists`, `gain_survived`, `best_hyperparameters`,
+        `best_finetuner()` and `plot()`.
 
     Raises:
-        ValueError: for an empty search space, an unknown hyperparameter or
-            tuner name, `max_trials` < 1, or data that can't be validated on.
+        ValueError: for an empty search space, an unknown hyperparameter,
+            backbone or tuner name, `max_trials` < 1, a `time_budget` that is
+            not a positive number, or data that can't be validated on.
         RuntimeError: if the search ends with no successful trial (KerasTuner
-            itself only prints failed trials), with the first error.
+            itself only prints failed trials), with the first error; or if
+            `time_budget` ran out before the first trial ended.
 
     Example:
 
