@@ -82,9 +82,10 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
     Conditional hyperparameters are active only in their branch, so a trial
     carries just the values it uses: `head_units` in a `conditional_scope` of
     `head_depth` > 0, `frozen_epochs`, `fine_tune_learning_rate` and
-    `lowest_block_multiplier` in one of `unfreeze`, and each backbone's own `<backbone>/unfreeze_blocks` (its range
-    is that backbone's number of blocks) under both conditions: `unfreeze` and
-    `backbone` being that backbone.
+    `lowest_block_multiplier` in one of `unfreeze`, and each backbone's own
+    `<backbone>/unfreeze_blocks` (its range is that backbone's number of
+    blocks) under both conditions: `unfreeze` and `backbone` being that
+    backbone.
 
     Use it with any KerasTuner tuner (or through `transferkit.tune`, which
     resolves the data and reads the results for you). `fit` takes the data in
