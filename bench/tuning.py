@@ -202,6 +202,7 @@ def run_one(config, args):
     from bench.common import Timer, cats_vs_dogs, peak_rss_mib, weights_path
     from transferkit.features import FeatureCache
     from transferkit.tuning import FineTunerHyperModel, TuneResult, tune
+    from transferkit.tuning.budget import default_first
     from transferkit.tuning.inputs import resolve_data
 
     x_train, y_train, x_test, y_test = cats_vs_dogs(args.train_images, args.test_images)
@@ -243,6 +244,7 @@ def run_one(config, args):
             project_name="plain",
             overwrite=True,
         )
+        default_first(tuner.oracle)  # as tune does: trial one is the default recipe
         with Timer() as timer:
             tuner.search(
                 train,
