@@ -25,17 +25,22 @@ _BUDGETED = {}
 
 
 class DefaultFirst:
-    """Oracle mixin: the first random values drawn are the defaults (the default recipe)."""
+    """Oracle mixin: the first trial is every hyperparameter's default (the default recipe).
 
-    def _random_values(self):
-        if not self._tried_so_far and not self.trials:
-            hps = hp_module.HyperParameters()
-            for hp in self.hyperparameters.space:
-                hps.merge([hp])
-                if hps.is_active(hp):
-                    hps.values[hp.name] = hp.default
-            return hps.values
-        return super()._random_values()
+    It runs at full budget whatever the oracle: Hyperband's brackets start
+    after it (it carries no `tuner/epochs`, so it trains every epoch), and the
+    oracle records its values, so no later trial repeats them.
+    """
+
+    def populate_space(self, trial_id):
+        if self.trials:
+            return super().populate_space(trial_id)
+        hps = hp_module.HyperParameters()
+        for hp in self.hyperparameters.space:
+            hps.merge([hp])
+            if hps.is_active(hp):
+                hps.values[hp.name] = hp.default
+        return {"status": "RUNNING", "values": hps.values}
 
 
 def default_first(oracle) -> None:
@@ -48,6 +53,8 @@ def default_first(oracle) -> None:
     cls = type(oracle)
     if not isinstance(oracle, keras_tuner.Oracle) or isinstance(oracle, DefaultFirst):
         return
+    if isinstance(oracle, keras_tuner.oracles.GridSearchOracle):
+        return  # a grid starts from the defaults already
     if cls not in _DEFAULT_FIRST:
         _DEFAULT_FIRST[cls] = type(cls.__name__, (DefaultFirst, cls), {})
     oracle.__class__ = _DEFAULT_FIRST[cls]
