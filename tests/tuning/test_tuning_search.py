@@ -309,7 +309,7 @@ def test_hyperband_continues_trials_from_their_checkpoint(folder, tmp_path):
     result = tune(
         folder,
         epochs=3,
-        max_trials=4,
+        max_trials=5,
         tuner="hyperband",
         tuner_options={"factor": 3},
         search_space=HEAD_ONLY,
@@ -319,8 +319,11 @@ def test_hyperband_continues_trials_from_their_checkpoint(folder, tmp_path):
         **TINY,
     )
     results = result.results
-    assert len(results) == 4  # max_trials caps Hyperband's brackets
+    assert len(results) == 5  # max_trials caps Hyperband's brackets
     assert (results["status"] == "COMPLETED").all()
+    # Trial one, the default recipe, runs every epoch before the brackets start.
+    assert results.loc[0, "trial_id"] == result.default_trial.trial_id
+    assert pd.isna(results.loc[0, "tuner/epochs"])
     continued = results[results["tuner/initial_epoch"] > 0]
     assert len(continued) == 1
     row = continued.iloc[0]
