@@ -59,7 +59,8 @@ def test_the_default_recipe_is_trial_one(search):
     assert values["lowest_block_multiplier"] == defaults.LOWEST_BLOCK_MULTIPLIER
     assert values["dropout"] == defaults.DROPOUT
     assert values["frozen_epochs"] == defaults.FROZEN_EPOCHS
-    assert values["augmentation_strength"] == 0.0 and values["image_size"] == 32
+    assert values["augmentation_strength"] == 0.0 and values["label_smoothing"] == 0.0
+    assert values["image_size"] == 32
     # ...and it builds exactly what FineTuner does when left alone.
     finetuner = search.hypermodel.make_finetuner(first.hyperparameters.copy())
     default = tk.FineTuner("mobilenet", weights=None, input_shape=32)

@@ -56,7 +56,7 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
     """The two-phase fine-tuning recipe as a KerasTuner `HyperModel`.
 
     Searches, by default, the backbone among `backbones`, the head's depth,
-    width and dropout, the head's learning rate, the strength of added
+    width and dropout, the head's learning rate, label smoothing, the strength of added
     augmentation (random shifts and zooms), whether and after how many frozen
     epochs the backbone unfreezes, how many of its top blocks unfreeze, the
     fine-tuning learning rate and the layer-wise decay of the backbone's rates
@@ -73,6 +73,7 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
     | `dropout` | `0.2` | 0.0-0.5, step 0.1 |
     | `learning_rate` | `1e-2` | 1e-4 to 1e-1, log |
     | `augmentation_strength` | `0.0` (`augmentation` alone) | 0.0-0.2, step 0.1 |
+    | `label_smoothing` | `0.0` | 0.0-0.2, step 0.1 |
     | `unfreeze` | `True` (`False` when `epochs` is 1) | True, False |
     | `frozen_epochs` | `1` (when `unfreeze`) | int 1 to `epochs - 1` |
     | `fine_tune_learning_rate` | `1e-4` (when `unfreeze`) | 1e-6 to 1e-3, log |
@@ -225,6 +226,7 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
             hidden_units=[values.get("head_units") or 0] * values["head_depth"],
             dropout=values["dropout"],
             multi_label=self.multi_label,
+            label_smoothing=values.get("label_smoothing", 0.0),
         )
         size = values.get("image_size")
         return FineTuner(

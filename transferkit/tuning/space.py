@@ -40,6 +40,7 @@ DEFINITIONS = {
     "`unfreeze`.",
     "augmentation_strength": "Random shifts and zooms of up to this fraction of the image, "
     "added to `augmentation` (0: `augmentation` alone).",
+    "label_smoothing": "Label smoothing of the training loss (0: plain labels).",
     "image_size": "Side of the square input of the backbone, in pixels; searched only when "
     "`input_shape` is given or `search_space` lists sizes.",
 }
@@ -83,6 +84,7 @@ def default_hyperparameters(epochs: int) -> dict:
         "augmentation_strength": hp_types.Float(
             "augmentation_strength", 0.0, 0.2, step=0.1, default=0.0
         ),
+        "label_smoothing": hp_types.Float("label_smoothing", 0.0, 0.2, step=0.1, default=0.0),
     }
 
 
@@ -147,6 +149,8 @@ def _check_value(name: str, value, epochs: int, num_blocks: int | None) -> str |
     if name == "lowest_block_multiplier" and not (_is_number(value) and 0 < value <= 1):
         return "a number in (0, 1]"
     if name == "augmentation_strength" and not (_is_number(value) and 0 <= value < 1):
+        return "a number in [0, 1)"
+    if name == "label_smoothing" and not (_is_number(value) and 0 <= value < 1):
         return "a number in [0, 1)"
     if name == "image_size" and not (_is_integer(value) and value >= 32):
         return "an integer >= 32 (pixels)"
@@ -333,7 +337,7 @@ class SearchSpace:
         names = ["backbone", "head_depth", "dropout", "learning_rate", "unfreeze"]
         names += [
             name
-            for name in ("image_size", "augmentation_strength")
+            for name in ("image_size", "augmentation_strength", "label_smoothing")
             if name in self.hyperparameters
         ]
         if self._may("head_depth", lambda depth: depth > 0):
@@ -363,6 +367,7 @@ class SearchSpace:
         declare(hp, "dropout")
         declare(hp, "learning_rate")
         declare(hp, "augmentation_strength")
+        declare(hp, "label_smoothing")
         declare(hp, "unfreeze")
         if self._may("unfreeze", bool):
             with hp.conditional_scope("unfreeze", [True]):
