@@ -8,6 +8,7 @@ import types
 import keras_tuner
 import numpy as np
 import pytest
+from keras_tuner.engine.trial import Trial
 
 import transferkit as tk
 from transferkit import defaults
@@ -146,10 +147,10 @@ class _Tuner:
         self.hypermodel = types.SimpleNamespace()
         trials = {}
         for index, value in enumerate(seconds):
-            metrics = keras_tuner.engine.metrics_tracking.MetricsTracker()
-            metrics.register("seconds")
-            metrics.update("seconds", value)
-            trials[str(index)] = types.SimpleNamespace(status="COMPLETED", metrics=metrics)
+            trial = Trial(keras_tuner.HyperParameters(), str(index), status="COMPLETED")
+            trial.metrics.register("seconds", "min")
+            trial.metrics.update("seconds", value)
+            trials[str(index)] = trial
         self.oracle = types.SimpleNamespace(trials=trials, max_trials=20)
 
     def on_search_begin(self):
