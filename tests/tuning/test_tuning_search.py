@@ -22,7 +22,8 @@ from transferkit.tuning import FineTunerHyperModel, TuneResult, tune
 EPOCHS = 2
 TRIALS = 3
 TINY = {"backbones": "mobilenet", "weights": None, "input_shape": 32, "batch_size": 8}
-HEAD_ONLY = {"unfreeze": False}
+# A head search; augmentation fixed, since each strength caches augmented views of its own.
+HEAD_ONLY = {"unfreeze": False, "augmentation_strength": 0.0}
 
 
 class LogCounter(logging.Handler):
