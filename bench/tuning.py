@@ -14,7 +14,7 @@ TensorFlow or the page cache for another and peak memory is its own:
 - with `--compare-tuners`: `tune` with each KerasTuner tuner on the same budget
   (`random`, `hyperband`, and `bayesian` when scikit-learn is installed).
 
-The search is over the head (`search_space={"unfreeze": False}`): width, depth,
+The search is over the head (`search_space=HEAD_SEARCH`): width, depth,
 dropout and learning rate (in its default range, or `--learning-rate-range MIN MAX`).
 Test accuracy is on CIFAR-10's test split, never seen by the search.
 
@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 
-HEAD_SEARCH = {"unfreeze": False}
+HEAD_SEARCH = {"unfreeze": False, "augmentation_strength": 0.0, "label_smoothing": 0.0}
 # The refit trains the winner on every image (about 1.25x the default's images), and
 # confirming the finalists predicts the confirmation split once each: kept out of the
 # search's own time_budget, so that the whole stays near the budget factor.
