@@ -27,12 +27,12 @@ default search space with `time_budget` set so that the search, the finalists'
 confirmation and the refit of the winner on every image together take about
 `--budget-factor` times the default's seconds; the searched model is the one
 `best_finetuner(refit=True)` returns. Tasks: `cats_dogs` (CIFAR-10 cats vs dogs,
-`--train-images` in all) and `cifar10` (the ten classes, `--train-images` in all,
-the same number per class); the held-out images are `--test-images` of CIFAR-10's
+`--train-images` in all) and `cifar10` (the ten classes, `--cifar10-train-images` in
+all, the same number per class); the held-out images are `--test-images` of CIFAR-10's
 test split, the same number per class.
 
     python -m bench.tuning --tasks cats_dogs cifar10 --seeds 0 1 2 --train-images 4000
-        [--budget-factor 5] [--epochs 3] [--image-size 160]
+        --cifar10-train-images 10000 [--budget-factor 5] [--epochs 3] [--image-size 160]
 """
 
 import argparse
@@ -169,7 +169,8 @@ def versus_default(args, passed):
         wide["time ratio"] = wide["search seconds"] / wide["default seconds"]
     print(
         f"\nMobileNet (ImageNet) at {args.image_size}px, {args.epochs} epochs, "
-        f"{args.train_images} training images per task, {args.test_images} held-out test "
+        f"{args.train_images} training images (cifar10: {args.cifar10_train_images}), "
+        f"{args.test_images} held-out test "
         f"images; search: tuner={args.tuner!r}, budget factor {args.budget_factor}"
     )
     print(wide.round(4).to_string(index=False))
@@ -322,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure the searched model against the default on these tasks instead",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--cifar10-train-images",
+        type=int,
+        default=10000,
+        help="training images of the ten-class task, in all (default: 1,000 a class)",
+    )
     parser.add_argument("--budget-factor", type=float, default=5.0)
     parser.add_argument("--tuner", default="random")
     parser.add_argument("--task", help=argparse.SUPPRESS)
