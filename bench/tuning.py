@@ -14,12 +14,25 @@ TensorFlow or the page cache for another and peak memory is its own:
 - with `--compare-tuners`: `tune` with each KerasTuner tuner on the same budget
   (`random`, `hyperband`, and `bayesian` when scikit-learn is installed).
 
-The search is over the head (`search_space={"unfreeze": False}`): width, depth,
+The search is over the head (`search_space=HEAD_SEARCH`): width, depth,
 dropout and learning rate (in its default range, or `--learning-rate-range MIN MAX`).
 Test accuracy is on CIFAR-10's test split, never seen by the search.
 
     python -m bench.tuning [--train-images 2000] [--trials 10] [--epochs 3]
         [--skip-plain] [--compare-tuners] [--learning-rate-range MIN MAX]
+
+With `--tasks`, it measures instead whether a search pays: for each task and seed,
+the default `FineTuner` (its held-out accuracy and seconds), then `tune` over the
+default search space with `time_budget` set so that the search, the finalists'
+confirmation and the refit of the winner on every image together take about
+`--budget-factor` times the default's seconds; the searched model is the one
+`best_finetuner(refit=True)` returns. Tasks: `cats_dogs` (CIFAR-10 cats vs dogs,
+`--train-images` in all) and `cifar10` (the ten classes, `--cifar10-train-images` in
+all, the same number per class); the held-out images are `--test-images` of CIFAR-10's
+test split, the same number per class.
+
+    python -m bench.tuning --tasks cats_dogs cifar10 --seeds 0 1 2 --train-images 4000
+        --cifar10-train-images 10000 [--budget-factor 5] [--epochs 3] [--image-size 160]
 """
 
 import argparse
@@ -29,7 +42,158 @@ import subprocess
 import sys
 import tempfile
 
-HEAD_SEARCH = {"unfreeze": False}
+HEAD_SEARCH = {"unfreeze": False, "augmentation_strength": 0.0, "label_smoothing": 0.0}
+# The refit trains the winner on every image (about 1.25x the default's images), and
+# confirming the finalists predicts the confirmation split once each: kept out of the
+# search's own time_budget, so that the whole stays near the budget factor.
+REFIT_SHARE = 1.5
+
+
+def task_data(task: str, train_images: int, test_images: int, seed: int):
+    """`(x_train, y_train, x_test, y_test)` of a task, balanced, test from the test split."""
+    import numpy as np
+
+    from bench.common import CIFAR10_ALL_CLASSES, cats_vs_dogs, cifar10
+
+    if task == "cats_dogs":
+        return cats_vs_dogs(train_images, test_images, seed=seed)
+    rng = np.random.default_rng(seed)
+    names = np.array(CIFAR10_ALL_CLASSES)
+
+    def pick(images, labels, total):
+        chosen = [
+            rng.choice(np.flatnonzero(labels == c), total // 10, replace=False) for c in range(10)
+        ]
+        index = np.sort(np.concatenate(chosen))
+        return images[index], names[labels[index]]
+
+    x, y = cifar10("train")
+    xt, yt = cifar10("test")
+    return (*pick(x, y, train_images), *pick(xt, yt, test_images))
+
+
+def run_versus_default(config, args):
+    """One task and seed: the default FineTuner, or the search with a budget from it."""
+    import transferkit as tk
+    from bench.common import Timer, peak_rss_mib, weights_path
+    from transferkit.features import FeatureCache
+
+    task, seed = args.task, args.seed
+    x_train, y_train, x_test, y_test = task_data(task, args.train_images, args.test_images, seed)
+    weights = str(weights_path())
+    row = {"task": task, "seed": seed, "config": config}
+    if config == "default":
+        finetuner = tk.FineTuner(
+            "mobilenet",
+            weights=weights,
+            input_shape=args.image_size,
+            seed=seed,
+            cache_features=FeatureCache(),
+        )
+        with Timer() as timer:
+            finetuner.fit(
+                x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, verbose=0
+            )
+    else:
+        budget = max(1.0, (args.budget_factor - REFIT_SHARE) * args.default_seconds)
+        directory = tempfile.mkdtemp(prefix="transferkit-bench-search-")
+        with Timer() as timer:
+            result = tk.tune(
+                x_train,
+                y_train,
+                backbones="mobilenet",
+                weights=weights,
+                input_shape=args.image_size,
+                epochs=args.epochs,
+                max_trials=100,
+                tuner=args.tuner,
+                time_budget=budget,
+                cache_features=FeatureCache(),
+                batch_size=args.batch_size,
+                directory=directory,
+                overwrite=True,
+                seed=seed,
+                verbose=0,
+            )
+            finetuner = result.best_finetuner(refit=True)
+        finalists = result.finalists
+        row.update(
+            time_budget=budget,
+            trials=len(result.trials),
+            completed=len(result.completed),
+            chosen=result.best_trial.trial_id,
+            default_chosen=bool(finalists.loc[finalists["chosen"], "default"].item()),
+            validation_gain=result.validation_gain,
+            confirmed_gain=result.confirmed_gain,
+            finalists=finalists.round(4).to_dict("records"),
+            best=result.best_hyperparameters,
+        )
+        shutil.rmtree(directory, ignore_errors=True)
+    row["seconds"] = timer.seconds
+    row["test_accuracy"] = float(finetuner.evaluate(x_test, y_test)["accuracy"])
+    row["peak_rss_mib"] = peak_rss_mib()
+    return row
+
+
+def versus_default(args, passed):
+    """Every task and seed, each configuration in its own process; prints every seed."""
+    import math
+
+    import pandas as pd
+
+    rows = []
+    for task in args.tasks:
+        for seed in args.seeds:
+            common = [*passed, "--task", task, "--seed", str(seed)]
+            default = _run_child([*common, "--one", "default"])
+            if default is None:
+                continue
+            rows.append(default)
+            print(json.dumps(default), flush=True)
+            search = _run_child(
+                [*common, "--default-seconds", str(default["seconds"]), "--one", "search"]
+            )
+            if search is not None:
+                rows.append(search)
+                print(json.dumps(search), flush=True)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return
+    wide = table.pivot_table(
+        index=["task", "seed"], columns="config", values=["test_accuracy", "seconds"]
+    )
+    wide.columns = [f"{config} {value}" for value, config in wide.columns]
+    wide = wide.reset_index()
+    if "search test_accuracy" in wide:
+        wide["gain"] = wide["search test_accuracy"] - wide["default test_accuracy"]
+        wide["time ratio"] = wide["search seconds"] / wide["default seconds"]
+    print(
+        f"\nMobileNet (ImageNet) at {args.image_size}px, {args.epochs} epochs, "
+        f"{args.train_images} training images (cifar10: {args.cifar10_train_images}), "
+        f"{args.test_images} held-out test "
+        f"images; search: tuner={args.tuner!r}, budget factor {args.budget_factor}"
+    )
+    print(wide.round(4).to_string(index=False))
+    for task, part in wide.groupby("task"):
+        if "gain" not in part:
+            continue
+        # One standard error of a held-out accuracy near the default's.
+        accuracy = part["default test_accuracy"].mean()
+        noise = math.sqrt(accuracy * (1 - accuracy) / args.test_images)
+        print(
+            f"{task}: mean gain {part['gain'].mean():+.4f} over {len(part)} seed(s); worst "
+            f"{part['gain'].min():+.4f} (test-set standard error {noise:.4f})"
+        )
+
+
+def _run_child(arguments):
+    command = [sys.executable, "-m", "bench.tuning", *arguments]
+    output = subprocess.run(command, capture_output=True, text=True)
+    lines = [line for line in output.stdout.splitlines() if line.startswith("RESULT ")]
+    if output.returncode != 0 or not lines:
+        print(f"{arguments} failed:\n{output.stderr[-3000:]}", flush=True)
+        return None
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def run_one(config, args):
@@ -39,6 +203,7 @@ def run_one(config, args):
     from bench.common import Timer, cats_vs_dogs, peak_rss_mib, weights_path
     from transferkit.features import FeatureCache
     from transferkit.tuning import FineTunerHyperModel, TuneResult, tune
+    from transferkit.tuning.budget import default_first
     from transferkit.tuning.inputs import resolve_data
 
     x_train, y_train, x_test, y_test = cats_vs_dogs(args.train_images, args.test_images)
@@ -69,7 +234,7 @@ def run_one(config, args):
         row.update(trials=1, best_val_accuracy=float(history["val_accuracy"].max()))
         row["final_val_accuracy"] = float(history["val_accuracy"].iloc[-1])
     elif config == "plain":
-        train, validation = resolve_data(x_train, y_train, None, 0.2, args.seed)
+        train, validation, _ = resolve_data(x_train, y_train, None, 0.2, args.seed)
         hypermodel = FineTunerHyperModel(train.class_names, cache_features=False, **settings)
         tuner = keras_tuner.RandomSearch(
             hypermodel,
@@ -80,6 +245,7 @@ def run_one(config, args):
             project_name="plain",
             overwrite=True,
         )
+        default_first(tuner.oracle)  # as tune does: trial one is the default recipe
         with Timer() as timer:
             tuner.search(
                 train,
@@ -104,6 +270,7 @@ def run_one(config, args):
                 directory=directory,
                 project_name=tuner,
                 overwrite=True,
+                confirmation_split=0,
                 verbose=0,
                 **settings,
             )
@@ -149,14 +316,47 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("MIN", "MAX"),
         help="the head learning rate's search range (default: the search space's)",
     )
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        choices=["cats_dogs", "cifar10"],
+        help="measure the searched model against the default on these tasks instead",
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--cifar10-train-images",
+        type=int,
+        default=10000,
+        help="training images of the ten-class task, in all (default: 1,000 a class)",
+    )
+    parser.add_argument("--budget-factor", type=float, default=5.0)
+    parser.add_argument("--tuner", default="random")
+    parser.add_argument("--task", help=argparse.SUPPRESS)
+    parser.add_argument("--default-seconds", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     return parser
 
 
 def main():
     args = build_parser().parse_args()
+    if args.one and args.task:
+        print("RESULT " + json.dumps(run_versus_default(args.one, args), default=str), flush=True)
+        return
     if args.one:
         print("RESULT " + json.dumps(run_one(args.one, args)), flush=True)
+        return
+    if args.tasks:
+        passed, skip = [], False
+        for argument in sys.argv[1:]:
+            # Each child gets one task and one seed.
+            if argument in ("--tasks", "--seeds"):
+                skip = True
+                continue
+            if skip and not argument.startswith("--"):
+                continue
+            skip = False
+            passed.append(argument)
+        versus_default(args, passed)
         return
 
     configs = ["cached", "default"] if args.skip_plain else ["plain", "cached", "default"]

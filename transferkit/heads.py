@@ -55,6 +55,10 @@ class ClassificationHead(keras.layers.Layer):
             its threshold. Usually chosen on validation data by `FineTuner.fit`
             (or `FineTuner.choose_thresholds`). `None` uses 0.5 for every
             class. Defaults to `None`.
+        label_smoothing: float. Label smoothing of the training loss, in
+            `[0, 1)`: the target of each image puts `1 - label_smoothing` (plus
+            its share of the rest) on its class and spreads `label_smoothing`
+            over all classes. `0` trains on the plain labels. Defaults to `0.0`.
         **kwargs: Base layer keyword arguments, such as `name`.
 
     Example:
@@ -76,9 +80,17 @@ class ClassificationHead(keras.layers.Layer):
         class_names: Sequence[str] | None = None,
         decision_threshold: float | None = None,
         thresholds: Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if isinstance(label_smoothing, bool) or not (
+            isinstance(label_smoothing, (int, float)) and 0 <= label_smoothing < 1
+        ):
+            raise ValueError(
+                "`label_smoothing` must be a number in [0, 1) (0: plain labels). "
+                f"Received: label_smoothing={label_smoothing!r}"
+            )
         if pooling not in POOLING_MODES:
             raise ValueError(
                 f"`pooling` must be one of {list(POOLING_MODES)}. Received: pooling={pooling!r}"
@@ -134,6 +146,7 @@ class ClassificationHead(keras.layers.Layer):
         self.class_names = class_names
         self.decision_threshold = decision_threshold
         self.thresholds = thresholds
+        self.label_smoothing = float(label_smoothing)
 
         # === Layers ===
         if pooling == "avg":
@@ -279,8 +292,16 @@ class ClassificationHead(keras.layers.Layer):
         return (input_shape[0], self.output_units)
 
     # === Losses and outputs ===
-    def default_loss(self) -> str:
-        """The loss that matches this head's output and integer (or multi-hot) labels."""
+    def default_loss(self) -> "str | keras.losses.Loss":
+        """The loss that matches this head's output and integer (or multi-hot) labels.
+
+        With `label_smoothing`, binary cross-entropy with smoothing, or for
+        integer labels `SmoothedSparseCategoricalCrossentropy`.
+        """
+        if self.label_smoothing:
+            if self.uses_sigmoid:
+                return keras.losses.BinaryCrossentropy(label_smoothing=self.label_smoothing)
+            return SmoothedSparseCategoricalCrossentropy(self.label_smoothing)
         if self.uses_sigmoid:
             return "binary_crossentropy"
         return "sparse_categorical_crossentropy"
@@ -369,7 +390,43 @@ class ClassificationHead(keras.layers.Layer):
             "class_names": self.class_names,
             "decision_threshold": self.decision_threshold,
             "thresholds": None if self.thresholds is None else list(self.thresholds),
+            "label_smoothing": self.label_smoothing,
         }
+
+
+@keras.saving.register_keras_serializable(package="transferkit")
+class SmoothedSparseCategoricalCrossentropy(keras.losses.Loss):
+    """Categorical cross-entropy with label smoothing, for integer class labels.
+
+    Keras's `SparseCategoricalCrossentropy` has no label smoothing and its
+    `CategoricalCrossentropy` wants one-hot labels; this one-hot encodes the
+    integer labels and applies Keras's `categorical_crossentropy` with
+    `label_smoothing`.
+
+    Args:
+        label_smoothing: float. In `[0, 1)`. Defaults to `0.1`.
+        name: str. Defaults to `"smoothed_sparse_categorical_crossentropy"`.
+        **kwargs: Base `keras.losses.Loss` arguments (`reduction`, `dtype`).
+    """
+
+    def __init__(
+        self,
+        label_smoothing: float = 0.1,
+        name: str = "smoothed_sparse_categorical_crossentropy",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        classes = keras.ops.shape(y_pred)[-1]
+        labels = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
+        return keras.losses.categorical_crossentropy(
+            keras.ops.one_hot(labels, classes), y_pred, label_smoothing=self.label_smoothing
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 def _check_thresholds(thresholds, num_classes, multi_label) -> list[float]:

@@ -22,7 +22,8 @@ from transferkit.tuning import FineTunerHyperModel, TuneResult, tune
 EPOCHS = 2
 TRIALS = 3
 TINY = {"backbones": "mobilenet", "weights": None, "input_shape": 32, "batch_size": 8}
-HEAD_ONLY = {"unfreeze": False}
+# A head search; augmentation fixed, since each strength caches augmented views of its own.
+HEAD_ONLY = {"unfreeze": False, "augmentation_strength": 0.0}
 
 
 class LogCounter(logging.Handler):
@@ -77,6 +78,7 @@ def head_search(folder, tmp_path_factory):
             search_space=HEAD_ONLY,
             cache_features=cache,
             callbacks=[HeadWeightsRecorder()],
+            confirmation_split=0,  # these tests compare trials on validation alone
             directory=tmp_path_factory.mktemp("search"),
             verbose=0,
             **TINY,
@@ -201,6 +203,7 @@ def test_every_trial_trains_and_validates_on_the_same_split(folder, tmp_path):
             epochs=1,
             max_trials=2,
             validation_split=0.3,
+            confirmation_split=0,
             seed=3,
             search_space=HEAD_ONLY,
             cache_features=FeatureCache(),
@@ -307,7 +310,7 @@ def test_hyperband_continues_trials_from_their_checkpoint(folder, tmp_path):
     result = tune(
         folder,
         epochs=3,
-        max_trials=4,
+        max_trials=5,
         tuner="hyperband",
         tuner_options={"factor": 3},
         search_space=HEAD_ONLY,
@@ -317,8 +320,11 @@ def test_hyperband_continues_trials_from_their_checkpoint(folder, tmp_path):
         **TINY,
     )
     results = result.results
-    assert len(results) == 4  # max_trials caps Hyperband's brackets
+    assert len(results) == 5  # max_trials caps Hyperband's brackets
     assert (results["status"] == "COMPLETED").all()
+    # Trial one, the default recipe, runs every epoch before the brackets start.
+    assert results.loc[0, "trial_id"] == result.default_trial.trial_id
+    assert pd.isna(results.loc[0, "tuner/epochs"])
     continued = results[results["tuner/initial_epoch"] > 0]
     assert len(continued) == 1
     row = continued.iloc[0]

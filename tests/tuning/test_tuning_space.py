@@ -32,23 +32,31 @@ def test_every_hyperparameter_has_the_default_finetuners_value():
     assert isinstance(built, keras.Model)
     assert hp.values == {
         "backbone": "mobilenet",
+        "image_size": 32,
         "head_depth": 0,
         "dropout": 0.2,
         "learning_rate": 1e-2,
+        "augmentation_strength": 0.0,
+        "label_smoothing": 0.0,
         "unfreeze": True,
         "frozen_epochs": 1,
         "fine_tune_learning_rate": 1e-4,
+        "lowest_block_multiplier": 0.1,
         "mobilenet/unfreeze_blocks": MOBILENET_BLOCKS,
     }
     assert [p.name for p in hp.space] == [
         "backbone",
+        "image_size",
         "head_depth",
         "head_units",
         "dropout",
         "learning_rate",
+        "augmentation_strength",
+        "label_smoothing",
         "unfreeze",
         "frozen_epochs",
         "fine_tune_learning_rate",
+        "lowest_block_multiplier",
         "mobilenet/unfreeze_blocks",
     ]
     # The default trial is the default recipe: same head, same phases.
@@ -126,13 +134,17 @@ def test_search_space_overrides_each_kind():
     hp = declared(model)
     assert hp.values == {
         "backbone": "mobilenet",
+        "image_size": 32,
         "head_depth": 1,
         "head_units": 32,
         "dropout": 0.5,
         "learning_rate": 1e-2,  # the default, inside the new range
+        "augmentation_strength": 0.0,
+        "label_smoothing": 0.0,
         "unfreeze": True,
         "frozen_epochs": 1,
         "fine_tune_learning_rate": 2e-5,
+        "lowest_block_multiplier": 0.1,
         "mobilenet/unfreeze_blocks": 2,
     }
     space = {p.name: p for p in hp.space}
@@ -160,10 +172,13 @@ def test_a_head_only_search_declares_no_unfreezing_hyperparameters():
     hp = declared(hypermodel(search_space={"unfreeze": False}))
     assert [p.name for p in hp.space] == [
         "backbone",
+        "image_size",
         "head_depth",
         "head_units",
         "dropout",
         "learning_rate",
+        "augmentation_strength",
+        "label_smoothing",
         "unfreeze",
     ]
 
@@ -191,6 +206,8 @@ def test_a_space_where_nothing_varies_is_empty():
         "head_depth": 0,
         "dropout": 0.2,
         "learning_rate": 1e-3,
+        "augmentation_strength": 0.0,
+        "label_smoothing": 0.0,
         "unfreeze": False,
     }
     with pytest.raises(ValueError, match="The search space is empty: every hyperparameter"):

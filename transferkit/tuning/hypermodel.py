@@ -20,6 +20,7 @@ from transferkit.features import FeatureCache
 from transferkit.finetuner import FineTuner
 from transferkit.heads import ClassificationHead
 from transferkit.schedules import Freeze, FreezeUnfreeze, Schedule
+from transferkit.tuning.budget import StopAtDeadline
 from transferkit.tuning.space import UNFREEZE_BLOCKS, SearchSpace
 from transferkit.tuning.trials import schedule_from, trial_callbacks
 from transferkit.utils.log import logger
@@ -55,29 +56,37 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
     """The two-phase fine-tuning recipe as a KerasTuner `HyperModel`.
 
     Searches, by default, the backbone among `backbones`, the head's depth,
-    width and dropout, the head's learning rate, whether and after how many
-    frozen epochs the backbone unfreezes, how many of its top blocks unfreeze
-    and the fine-tuning learning rate. Every default is what `FineTuner` does
+    width and dropout, the head's learning rate, label smoothing, the strength of added
+    augmentation (random shifts and zooms), whether and after how many frozen
+    epochs the backbone unfreezes, how many of its top blocks unfreeze, the
+    fine-tuning learning rate and the layer-wise decay of the backbone's rates
+    (`lowest_block_multiplier`); the image size when `search_space` lists
+    sizes. Every default is what `FineTuner` does
     when left alone, so the default trial is the default recipe:
 
     | name | default | range |
     | --- | --- | --- |
     | `backbone` | first of `backbones` | `backbones` |
+    | `image_size` | the side of `input_shape` (when given) | sizes listed in `search_space` |
     | `head_depth` | `0` (linear head) | int 0-2 |
     | `head_units` | `256` (when `head_depth` > 0) | 64, 128, 256, 512 |
     | `dropout` | `0.2` | 0.0-0.5, step 0.1 |
     | `learning_rate` | `1e-2` | 1e-4 to 1e-1, log |
+    | `augmentation_strength` | `0.0` (`augmentation` alone) | 0.0-0.2, step 0.1 |
+    | `label_smoothing` | `0.0` | 0.0-0.2, step 0.1 |
     | `unfreeze` | `True` (`False` when `epochs` is 1) | True, False |
     | `frozen_epochs` | `1` (when `unfreeze`) | int 1 to `epochs - 1` |
     | `fine_tune_learning_rate` | `1e-4` (when `unfreeze`) | 1e-6 to 1e-3, log |
+    | `lowest_block_multiplier` | `0.1` (when `unfreeze`) | 0.01 to 1, log |
     | `<backbone>/unfreeze_blocks` | all its blocks (see below) | int 1 to its blocks |
 
     Conditional hyperparameters are active only in their branch, so a trial
     carries just the values it uses: `head_units` in a `conditional_scope` of
-    `head_depth` > 0, `frozen_epochs` and `fine_tune_learning_rate` in one of
-    `unfreeze`, and each backbone's own `<backbone>/unfreeze_blocks` (its range
-    is that backbone's number of blocks) under both conditions: `unfreeze` and
-    `backbone` being that backbone.
+    `head_depth` > 0, `frozen_epochs`, `fine_tune_learning_rate` and
+    `lowest_block_multiplier` in one of `unfreeze`, and each backbone's own
+    `<backbone>/unfreeze_blocks` (its range is that backbone's number of
+    blocks) under both conditions: `unfreeze` and `backbone` being that
+    backbone.
 
     Use it with any KerasTuner tuner (or through `transferkit.tune`, which
     resolves the data and reads the results for you). `fit` takes the data in
@@ -190,6 +199,9 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
         # The FineTuner behind the model `build` returned last, for `fit`.
         self._finetuner = None
         self._built_at = None
+        # Set by a time-budgeted tuner during its search: trials stop at the deadline.
+        self.deadline = None
+        self.time_budget = None
         # A FineTuner validates its arguments; fail here rather than in every trial.
         self.make_finetuner(keras_tuner.HyperParameters())
 
@@ -214,15 +226,19 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
             hidden_units=[values.get("head_units") or 0] * values["head_depth"],
             dropout=values["dropout"],
             multi_label=self.multi_label,
+            label_smoothing=values.get("label_smoothing", 0.0),
         )
+        size = values.get("image_size")
         return FineTuner(
             backbone,
             weights=self.weights[backbone],
             head=head,
-            input_shape=self.input_shape,
+            input_shape=self.input_shape if size is None else (size, size, 3),
             schedule=self.schedule(values),
             optimizer=self.optimizer,
-            augmentation=self.augmentation,
+            augmentation=with_strength(
+                self.augmentation, values.get("augmentation_strength", 0.0), self.seed
+            ),
             cached_views=self.cached_views,
             cache_features=self.cache_features,
             validation_split=self.validation_split,
@@ -242,6 +258,9 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
             unfreeze_blocks=None if blocks == self.space.num_blocks[backbone] else blocks,
             learning_rate=values["learning_rate"],
             fine_tune_learning_rate=values["fine_tune_learning_rate"],
+            lowest_block_multiplier=values.get(
+                "lowest_block_multiplier", defaults.LOWEST_BLOCK_MULTIPLIER
+            ),
         )
 
     # === KerasTuner's HyperModel ===
@@ -308,6 +327,8 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
             finetuner.model = model
         epochs = self.epochs if epochs is None else epochs
         callbacks, checkpoint, trial = trial_callbacks(callbacks, finetuner)
+        if self.deadline is not None:
+            callbacks.append(StopAtDeadline(self.deadline, self.time_budget))
         schedule = schedule_from(finetuner.schedule, initial_epoch)
         try:
             history = finetuner.fit(
@@ -364,6 +385,28 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
         }
         metrics["best_epoch"] = int(row["epoch"])
         return metrics
+
+
+def with_strength(augmentation, strength: float, seed: int | None):
+    """`augmentation`, followed by random shifts and zooms of up to `strength` of the image.
+
+    A strength of 0 returns `augmentation` itself, so the default trial's
+    augmentation is the FineTuner's default.
+    """
+    if not strength:
+        return augmentation
+    if augmentation is None or augmentation == "none":
+        layers = []
+    elif augmentation == "flip":
+        layers = [keras.layers.RandomFlip("horizontal", seed=seed)]
+    elif isinstance(augmentation, keras.layers.Layer):
+        layers = [augmentation]
+    else:
+        layers = list(augmentation)
+    return layers + [
+        keras.layers.RandomTranslation(strength, strength, fill_mode="reflect", seed=seed),
+        keras.layers.RandomZoom(strength, fill_mode="reflect", seed=seed),
+    ]
 
 
 def _weights_by_backbone(weights, backbones: list[str]) -> dict:

@@ -1,16 +1,21 @@
 """What a search returns: one row per trial, and the best trial as a ready FineTuner."""
 
+import gc
 import glob
 import os
 
+import keras
 import numpy as np
 import pandas as pd
+from keras_tuner import HyperParameters
 from keras_tuner.engine import oracle as oracle_module
 from keras_tuner.engine.trial import Trial
 
 from transferkit.data import ImageSource
 from transferkit.finetuner import FineTuner
+from transferkit.tuning import selection
 from transferkit.tuning.hypermodel import HISTORY_FILE, FineTunerHyperModel
+from transferkit.tuning.inputs import join_sources
 from transferkit.utils.log import logger
 
 COMPLETED = "COMPLETED"
@@ -79,7 +84,7 @@ def results_frame(trials: list[Trial], hypermodel: FineTunerHyperModel) -> pd.Da
 
 
 class TuneResult:
-    """What `transferkit.tune` returns: the trials, the best one, a plot.
+    """What `transferkit.tune` returns: the trials, the finalists, the chosen one, a plot.
 
     Attributes:
         results: `pandas.DataFrame`. One row per trial, in the order they
@@ -87,7 +92,14 @@ class TuneResult:
             NaN metrics), the hyperparameters (missing where a trial did not
             use one), the objective's best value (e.g. `val_accuracy`), the
             other metrics of that epoch, `best_epoch` (1-based) and `seconds`.
+        finalists: `pandas.DataFrame` or None. With a confirmation split, one
+            row per finalist (the default recipe and the best other trials at
+            full budget): `trial_id`, `default`, its validation score, its
+            score on the confirmation split (e.g. `confirmation_accuracy`),
+            `validation_gain` and `confirmation_gain` over the default, and
+            `chosen`. None without a confirmation split.
         objective: str. The column the search maximised (or minimised).
+        stopped_by_budget: bool. Whether the time budget ended the search.
         tuner: the `keras_tuner.Tuner` that ran the search (its `oracle`,
             `project_dir`, `results_summary()`...).
         hypermodel: the `FineTunerHyperModel`.
@@ -101,6 +113,7 @@ class TuneResult:
         train: ImageSource,
         validation: ImageSource,
         fit_options: dict,
+        confirmation: ImageSource | None = None,
     ):
         self.tuner = tuner
         self.hypermodel = hypermodel
@@ -108,17 +121,40 @@ class TuneResult:
         self.class_names = list(hypermodel.class_names)
         self._train = train
         self._validation = validation
+        self._confirmation = confirmation
         self._fit_options = dict(fit_options)
         self.trials = search_trials(tuner)
         self.results = results_frame(self.trials, hypermodel)
+        self.stopped_by_budget = bool(getattr(tuner, "stopped_by_budget", False))
+        self.finalists = None
+        self._chosen = None
 
     @property
     def completed(self) -> list[Trial]:
         return [trial for trial in self.trials if trial.status == COMPLETED]
 
+    def _full_budget(self, trial: Trial) -> bool:
+        """Whether a trial trained every epoch (Hyperband's early rounds train fewer)."""
+        epochs = trial.hyperparameters.values.get("tuner/epochs", self.hypermodel.epochs)
+        return epochs >= self.hypermodel.epochs
+
     @property
-    def best_trial(self) -> Trial:
-        """The completed trial with the best objective (the first one on a tie).
+    def default_trial(self) -> Trial | None:
+        """The completed trial of the default recipe at full budget, if the search ran it."""
+        defaults = self.hypermodel.space.declare(HyperParameters())
+        for trial in self.completed:
+            values = {
+                name: value
+                for name, value in trial.hyperparameters.values.items()
+                if not name.startswith("tuner/")
+            }
+            if values == defaults and self._full_budget(trial):
+                return trial
+        return None
+
+    @property
+    def validation_best_trial(self) -> Trial:
+        """The completed trial with the best objective on validation (the first on a tie).
 
         Raises:
             ValueError: if no trial completed.
@@ -131,44 +167,144 @@ class TuneResult:
         return completed[int(best)]
 
     @property
-    def best_hyperparameters(self) -> dict:
-        """The best trial's hyperparameter values (only those it used)."""
-        return dict(self.best_trial.hyperparameters.values)
-
-    def best_finetuner(self, retrain: bool = False) -> FineTuner:
-        """The best trial as a `FineTuner`, ready to `predict`, `evaluate` and `save`.
-
-        By default it is rebuilt from the trial's hyperparameters and given
-        the weights the trial saved at its best epoch: exactly the model whose
-        validation score the search reported, at no cost. Its `history` is the
-        trial's. With `retrain=True` it is trained again from scratch with
-        those hyperparameters on the same data and split; use this when the
-        weights are not at hand (a worker on another machine ran the trial).
-
-        Args:
-            retrain: bool. Train again instead of loading the saved weights.
-                Defaults to `False`.
-
-        Returns:
-            A built `FineTuner`.
+    def best_trial(self) -> Trial:
+        """The chosen trial: the confirmation split's choice, else the best on validation.
 
         Raises:
-            FileNotFoundError: if the trial's weights are missing and
-                `retrain` is `False`.
+            ValueError: if no trial completed.
         """
-        trial = self.best_trial
+        if self._chosen is not None:
+            return next(trial for trial in self.trials if trial.trial_id == self._chosen)
+        return self.validation_best_trial
+
+    @property
+    def best_hyperparameters(self) -> dict:
+        """The chosen trial's hyperparameter values (only those it used)."""
+        return dict(self.best_trial.hyperparameters.values)
+
+    # === Selection on the confirmation split ===
+    def _validation_metric(self) -> str:
+        return "val_pr_auc" if self.hypermodel.multi_label else "val_accuracy"
+
+    def _confirmation_metric(self) -> str:
+        return "mean_average_precision" if self.hypermodel.multi_label else "accuracy"
+
+    def confirm(self, finalists: int = 3) -> pd.DataFrame:
+        """Measures the finalists on the confirmation split and chooses the winner.
+
+        The finalists are the default recipe and the `finalists - 1` best other
+        trials on validation, all at full budget. The default stays the winner
+        unless a challenger beats it clearly on the confirmation split (see
+        `transferkit.tuning.selection`). `tune` calls this when it holds out a
+        confirmation split.
+
+        Args:
+            finalists: int. Finalists, the default recipe included, >= 1.
+                Defaults to `3`.
+
+        Returns:
+            The `finalists` DataFrame (also kept as `self.finalists`).
+
+        Raises:
+            ValueError: without a confirmation split, or if no trial completed.
+        """
+        if self._confirmation is None:
+            raise ValueError(
+                "This search held out no confirmation split: run tune(..., "
+                "confirmation_split=0.2) to measure the finalists on images the search did "
+                "not choose on."
+            )
+        if not self.completed:
+            raise ValueError(_no_success_message(self.trials, self.tuner))
+        default = self.default_trial
+        full = [trial for trial in self.completed if self._full_budget(trial)]
+        if not full:
+            full = self.completed
+        reverse = self.hypermodel.objective.direction == "max"
+        others = sorted(
+            (trial for trial in full if trial is not default),
+            key=lambda trial: trial.score,
+            reverse=reverse,
+        )
+        chosen_trials = ([default] if default is not None else []) + others
+        chosen_trials = chosen_trials[: max(1, finalists)]
+        if default is None:
+            logger.warning(
+                "the default recipe has no completed trial at full budget in this search, so "
+                "the finalists are compared with each other only"
+            )
+        measured = []
+        batch_size = self._fit_options.get("batch_size", 32)
+        for trial in chosen_trials:
+            finetuner = self._load_trial(trial)
+            report = finetuner.evaluate(self._confirmation, batch_size=batch_size)
+            correct = None
+            if not self.hypermodel.multi_label:
+                predictions = report.predictions
+                correct = (predictions["label"] == predictions["true_label"]).to_numpy()
+            validation = trial.metrics.get_last_value(self._validation_metric())
+            measured.append(
+                selection.Finalist(
+                    trial_id=trial.trial_id,
+                    default=trial is default,
+                    validation=float("nan") if validation is None else float(validation),
+                    confirmation=float(report.metrics[self._confirmation_metric()]),
+                    correct=correct,
+                )
+            )
+            del finetuner
+            keras.backend.clear_session()
+            gc.collect()
+        winner = selection.choose(measured, self.hypermodel.multi_label)
+        self._chosen = winner.trial_id
+        self.finalists = selection.finalists_frame(
+            measured, winner, self._validation_metric(), self._confirmation_metric()
+        )
+        logger.info(
+            f"finalists on {len(self._confirmation)} confirmation images: "
+            + ", ".join(
+                f"trial {f.trial_id}{' (default)' if f.default else ''} {f.confirmation:.4f}"
+                for f in measured
+            )
+            + f"; chosen: trial {winner.trial_id}"
+        )
+        return self.finalists
+
+    def _validation_pick(self) -> pd.Series | None:
+        """The finalists' row of the trial best on validation (what a search alone would pick)."""
+        if self.finalists is None or not self.finalists["default"].any():
+            return None
+        metric = self._validation_metric()
+        return self.finalists.loc[self.finalists[metric].idxmax()]
+
+    @property
+    def validation_gain(self) -> float | None:
+        """How much the trial best on validation beat the default there (None: not measured)."""
+        row = self._validation_pick()
+        return None if row is None else float(row["validation_gain"])
+
+    @property
+    def confirmed_gain(self) -> float | None:
+        """How much that same trial beat the default on the confirmation split."""
+        row = self._validation_pick()
+        return None if row is None else float(row["confirmation_gain"])
+
+    @property
+    def gain_survived(self) -> float | None:
+        """The share of the validation gain left on the confirmation split (1: all of it).
+
+        None when not measured, or when no trial beat the default on validation.
+        """
+        gain, confirmed = self.validation_gain, self.confirmed_gain
+        if gain is None or not gain > 0:
+            return None
+        return confirmed / gain
+
+    # === The chosen model ===
+    def _load_trial(self, trial: Trial) -> FineTuner:
+        """A trial as a FineTuner with the weights it saved at its best epoch."""
         hp = trial.hyperparameters.copy()
         finetuner = self.hypermodel.make_finetuner(hp)
-        if retrain:
-            epochs = hp.values.get("tuner/epochs", self.hypermodel.epochs)
-            finetuner.fit(
-                self._train,
-                validation_data=self._validation,
-                epochs=epochs,
-                verbose=0,
-                **self._fit_options,
-            )
-            return finetuner
         folder = os.path.join(self.tuner.project_dir, f"trial_{trial.trial_id}")
         path = os.path.join(folder, CHECKPOINT_FILE)
         if not os.path.exists(path):
@@ -190,6 +326,66 @@ class TuneResult:
                 self._validation, batch_size=self._fit_options.get("batch_size", 32)
             )
         return finetuner
+
+    def best_finetuner(self, retrain: bool = False, refit: bool = False) -> FineTuner:
+        """The chosen trial as a `FineTuner`, ready to `predict`, `evaluate` and `save`.
+
+        By default it is rebuilt from the trial's hyperparameters and given
+        the weights the trial saved at its best epoch: exactly the model whose
+        validation score the search reported, at no cost. Its `history` is the
+        trial's. With `retrain=True` it is trained again from scratch with
+        those hyperparameters on the same data and split; use this when the
+        weights are not at hand (a worker on another machine ran the trial).
+        With `refit=True` it is trained again on every image the search had:
+        training, validation and confirmation images together, for the trial's
+        epochs, with no validation of its own (so the last epoch's weights are
+        kept). Its settings (backbone, head, schedule, augmentation, image
+        size) are a `FineTuner`'s, so they travel with `save`.
+
+        Args:
+            retrain: bool. Train again on the search's split instead of
+                loading the saved weights. Defaults to `False`.
+            refit: bool. Train again on training + validation (+ confirmation)
+                images. Defaults to `False`.
+
+        Returns:
+            A built `FineTuner`.
+
+        Raises:
+            FileNotFoundError: if the trial's weights are missing and neither
+                `retrain` nor `refit` is set.
+            ValueError: if both `retrain` and `refit` are set, or `refit` with
+                data given as a `tf.data.Dataset`.
+        """
+        if retrain and refit:
+            raise ValueError(
+                "Pass retrain=True (train again on the search's split) or refit=True (train "
+                "again on all its images), not both."
+            )
+        trial = self.best_trial
+        hp = trial.hyperparameters.copy()
+        epochs = hp.values.get("tuner/epochs", self.hypermodel.epochs)
+        if refit:
+            finetuner = self.hypermodel.make_finetuner(hp)
+            finetuner.validation_split = 0.0
+            everything = join_sources(self._train, self._validation, self._confirmation)
+            logger.info(
+                f"refitting trial {trial.trial_id} on {len(everything)} images for {epochs} "
+                "epochs (training, validation and confirmation images together)"
+            )
+            finetuner.fit(everything, epochs=epochs, verbose=0, **self._fit_options)
+            return finetuner
+        if retrain:
+            finetuner = self.hypermodel.make_finetuner(hp)
+            finetuner.fit(
+                self._train,
+                validation_data=self._validation,
+                epochs=epochs,
+                verbose=0,
+                **self._fit_options,
+            )
+            return finetuner
+        return self._load_trial(trial)
 
     def plot(self, path: str | os.PathLike | None = None):
         """Plots the search: the objective per trial and against each hyperparameter.

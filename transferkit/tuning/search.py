@@ -9,6 +9,7 @@ import keras_tuner
 from transferkit import defaults
 from transferkit.features import FeatureCache
 from transferkit.tuning import distributed
+from transferkit.tuning.budget import budgeted, default_first
 from transferkit.tuning.hypermodel import MULTI_LABEL_OBJECTIVES, FineTunerHyperModel
 from transferkit.tuning.inputs import resolve_class_weight, resolve_data
 from transferkit.tuning.project import check_same_search, search_settings, write_settings
@@ -50,11 +51,14 @@ def tune(
     overwrite: bool = False,
     seed: int | None = 0,
     tuner_options: Mapping | None = None,
+    time_budget: float | None = None,
+    confirmation_split: float = 0.2,
+    finalists: int = 3,
     verbose: int = 1,
 ) -> TuneResult:
     """Searches the fine-tuning recipe's hyperparameters with KerasTuner.
 
-    Resolves the data once (one scan, one stratified split with `seed`), so
+    Resolves the data once (one scan, stratified splits with `seed`), so
     every trial trains and validates on the same images, then runs a
     KerasTuner search of a `FineTunerHyperModel`: the backbone among
     `backbones`, the head's depth, width and dropout, its learning rate,
@@ -82,6 +86,24 @@ def tune(
     search that also needs scikit-learn. KerasTuner's Hyperband takes no
     `max_trials`; here it caps Hyperband's trials. `bench/tuning.py
     --compare-tuners` runs the tuners side by side on the same budget.
+
+    Selection that holds up: trial one of every search is the default recipe
+    (every hyperparameter at its default). `confirmation_split` of the data is
+    held out of the search; when the search ends, the finalists (the default
+    recipe and the `finalists - 1` best other trials on validation, at full
+    budget) are measured on those images, and the default recipe stays the
+    choice unless a challenger beats it there clearly (see
+    `transferkit.tuning.selection`). `TuneResult.finalists` lists them, and
+    `TuneResult.gain_survived` says how much of the validation gain held on
+    the confirmation images. `best_finetuner(refit=True)` then trains the
+    chosen recipe on every image.
+
+    Budget: `time_budget` seconds bound the search (the confirmation that
+    follows is one prediction pass per finalist). No trial starts that the
+    time left cannot pay for (at the mean cost of the trials so far), and a
+    trial still running when the budget ends is stopped and recorded as
+    failed. With `tuner="hyperband"`, KerasTuner's successive halving runs
+    most trials for a few epochs and only the best for all `epochs`.
 
     Distributed: set `KERASTUNER_ORACLE_IP`, `KERASTUNER_ORACLE_PORT` and
     `KERASTUNER_TUNER_ID` (`chief`, `worker0`, `worker1`, ...) and run this
@@ -142,18 +164,28 @@ def tune(
             FineTuner. Defaults to `0`.
         tuner_options: dict or None. More arguments for the tuner class, e.g.
             `{"factor": 3}` for Hyperband or `{"executions_per_trial": 2}`.
+        time_budget: float or None. Seconds for the search; `None` bounds it
+            by `max_trials` alone. Defaults to `None`.
+        confirmation_split: float. Fraction of each class held out of the
+            search to measure the finalists on; `0` chooses on validation
+            alone. Defaults to `0.2`.
+        finalists: int. Finalists measured on the confirmation split, the
+            default recipe included. Defaults to `3`.
         verbose: int. `0` silent, `1` KerasTuner's summary of each trial, `2`
             also Keras's line per epoch. Defaults to `1`.
 
     Returns:
         A `TuneResult`: `results` (a DataFrame, one row per trial),
-        `best_hyperparameters`, `best_finetuner()` and `plot()`.
+        `finalists`, `gain_survived`, `best_hyperparameters`,
+        `best_finetuner()` and `plot()`.
 
     Raises:
-        ValueError: for an empty search space, an unknown hyperparameter or
-            tuner name, `max_trials` < 1, or data that can't be validated on.
+        ValueError: for an empty search space, an unknown hyperparameter,
+            backbone or tuner name, `max_trials` < 1, a `time_budget` that is
+            not a positive number, or data that can't be validated on.
         RuntimeError: if the search ends with no successful trial (KerasTuner
-            itself only prints failed trials), with the first error.
+            itself only prints failed trials), with the first error; or if
+            `time_budget` ran out before the first trial ended.
 
     Example:
 
@@ -179,14 +211,40 @@ def tune(
         )
     if verbose not in (0, 1, 2):
         raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={verbose!r}")
+    if time_budget is not None and (
+        isinstance(time_budget, bool)
+        or not isinstance(time_budget, (int, float))
+        or time_budget <= 0
+    ):
+        raise ValueError(
+            "`time_budget` must be a number of seconds > 0, or None for no limit. "
+            f"Received: time_budget={time_budget!r}"
+        )
+    if isinstance(finalists, bool) or not isinstance(finalists, int) or finalists < 1:
+        raise ValueError(
+            "`finalists` must be an integer >= 1 (the default recipe counts as one). "
+            f"Received: finalists={finalists!r}"
+        )
+    if not (isinstance(confirmation_split, (int, float)) and 0 <= confirmation_split < 1):
+        raise ValueError(
+            "`confirmation_split` must be a fraction in [0, 1) (0: no confirmation split). "
+            f"Received: confirmation_split={confirmation_split!r}"
+        )
     role = distributed.role()
+    if role != "single" and time_budget is not None:
+        raise ValueError(
+            "time_budget is for a search in one process; a distributed search is bounded by "
+            "max_trials. Pass time_budget=None."
+        )
     if role != "single" and seed is None and validation_data is None:
         raise ValueError(
             "A distributed search with seed=None would draw a different validation split in "
             "every process. Pass seed=<int> (the same everywhere) or validation_data=..."
         )
 
-    train, validation = resolve_data(data, labels, validation_data, validation_split, seed)
+    train, validation, confirmation = resolve_data(
+        data, labels, validation_data, validation_split, seed, confirmation_split
+    )
     class_weight = resolve_class_weight(class_weight, train)
     if train.multi_label and objective in MULTI_LABEL_OBJECTIVES:
         logger.info(
@@ -220,7 +278,7 @@ def tune(
         check_same_search(project_dir, settings)
 
     search = make_tuner(
-        tuner_class,
+        budgeted(tuner_class),
         hypermodel,
         max_trials=max_trials,
         epochs=epochs,
@@ -232,6 +290,7 @@ def tune(
     )
     if role != "worker":
         write_settings(search.project_dir, settings)
+    search.time_budget = time_budget
 
     fit_options = {"batch_size": batch_size, "class_weight": class_weight}
     search_kwargs = dict(fit_options, validation_data=validation, epochs=epochs)
@@ -251,9 +310,23 @@ def tune(
             f"{limit} in a row). The last error:\n{error}"
         ) from error
 
-    result = TuneResult(search, hypermodel, train, validation, fit_options)
-    if role != "worker":
-        raise_if_no_success(result)
+    result = TuneResult(search, hypermodel, train, validation, fit_options, confirmation)
+    if role == "worker":
+        return result
+    if search.stopped_by_budget:
+        logger.info(
+            f"time_budget={time_budget:g}s: the search stopped after {len(result.trials)} "
+            "trial(s), with no time left for another"
+        )
+        if not result.completed:
+            raise RuntimeError(
+                f"time_budget={time_budget:g}s is too small for one trial: the first trial "
+                "(the default recipe) was still training when it ran out. Give the search "
+                "more time, fewer epochs or smaller images (input_shape)."
+            )
+    raise_if_no_success(result)
+    if confirmation is not None:
+        result.confirm(finalists)
     return result
 
 
@@ -307,4 +380,5 @@ def make_tuner(
     if "max_trials" not in parameters:
         # Hyperband takes no max_trials; its oracle's base class honours the cap.
         tuner.oracle.max_trials = max_trials
+    default_first(tuner.oracle)
     return tuner

@@ -35,6 +35,14 @@ DEFINITIONS = {
     "only when `unfreeze`.",
     f"<backbone>/{UNFREEZE_BLOCKS}": "How many top blocks of that backbone train after the "
     "frozen epochs; only when `unfreeze` and that backbone is chosen.",
+    "lowest_block_multiplier": "Layer-wise decay: the learning-rate multiplier of the lowest "
+    "trainable block (the blocks above it get rates spread up to the head's); only when "
+    "`unfreeze`.",
+    "augmentation_strength": "Random shifts and zooms of up to this fraction of the image, "
+    "added to `augmentation` (0: `augmentation` alone).",
+    "label_smoothing": "Label smoothing of the training loss (0: plain labels).",
+    "image_size": "Side of the square input of the backbone, in pixels; searched only when "
+    "`input_shape` is given or `search_space` lists sizes.",
 }
 
 _BLOCK_COUNTS = {}
@@ -66,6 +74,17 @@ def default_hyperparameters(epochs: int) -> dict:
             sampling="log",
             default=defaults.FINE_TUNE_LEARNING_RATE,
         ),
+        "lowest_block_multiplier": hp_types.Float(
+            "lowest_block_multiplier",
+            0.01,
+            1.0,
+            sampling="log",
+            default=defaults.LOWEST_BLOCK_MULTIPLIER,
+        ),
+        "augmentation_strength": hp_types.Float(
+            "augmentation_strength", 0.0, 0.2, step=0.1, default=0.0
+        ),
+        "label_smoothing": hp_types.Float("label_smoothing", 0.0, 0.2, step=0.1, default=0.0),
     }
 
 
@@ -127,6 +146,14 @@ def _check_value(name: str, value, epochs: int, num_blocks: int | None) -> str |
         _is_number(value) and value > 0
     ):
         return "a number > 0"
+    if name == "lowest_block_multiplier" and not (_is_number(value) and 0 < value <= 1):
+        return "a number in (0, 1]"
+    if name == "augmentation_strength" and not (_is_number(value) and 0 <= value < 1):
+        return "a number in [0, 1)"
+    if name == "label_smoothing" and not (_is_number(value) and 0 <= value < 1):
+        return "a number in [0, 1)"
+    if name == "image_size" and not (_is_integer(value) and value >= 32):
+        return "an integer >= 32 (pixels)"
     if name == "unfreeze" and not isinstance(value, bool):
         return "True or False"
     if name == "frozen_epochs" and not (_is_integer(value) and 1 <= value <= epochs):
@@ -233,11 +260,18 @@ class SearchSpace:
         self.num_blocks = {name: count_blocks(name, input_shape) for name in names}
 
         defaults = default_hyperparameters(epochs)
+        if input_shape is not None and input_shape[0] == input_shape[1]:
+            defaults = {"image_size": hp_types.Fixed("image_size", input_shape[0]), **defaults}
+        elif search_space.get("image_size") is not None:
+            # No size of its own to start from: the listed sizes are the range.
+            defaults = {"image_size": hp_types.Fixed("image_size", 224), **defaults}
         for name in names:
             blocks = self.num_blocks[name]
             key = f"{name}/{UNFREEZE_BLOCKS}"
             defaults[key] = hp_types.Int(key, 1, blocks, default=blocks)
         known = ["backbone", *defaults, UNFREEZE_BLOCKS]
+        if "image_size" not in known:
+            known.insert(1, "image_size")
         unknown = [name for name in search_space if name not in known]
         if unknown:
             raise ValueError(
@@ -301,10 +335,15 @@ class SearchSpace:
     def active_names(self) -> list[str]:
         """The hyperparameters some trial can use (e.g. no width for a fixed linear head)."""
         names = ["backbone", "head_depth", "dropout", "learning_rate", "unfreeze"]
+        names += [
+            name
+            for name in ("image_size", "augmentation_strength", "label_smoothing")
+            if name in self.hyperparameters
+        ]
         if self._may("head_depth", lambda depth: depth > 0):
             names.append("head_units")
         if self._may("unfreeze", bool):
-            names += ["frozen_epochs", "fine_tune_learning_rate"]
+            names += ["frozen_epochs", "fine_tune_learning_rate", "lowest_block_multiplier"]
             names += [f"{backbone}/{UNFREEZE_BLOCKS}" for backbone in self.backbones]
         return names
 
@@ -317,6 +356,8 @@ class SearchSpace:
         """
         declare = self._declare
         declare(hp, "backbone")
+        if "image_size" in self.hyperparameters:
+            declare(hp, "image_size")
         declare(hp, "head_depth")
         # head_depth is discrete (checked), so its positive values are known.
         deep = [depth for depth in possible_values(self.hyperparameters["head_depth"]) if depth]
@@ -325,11 +366,14 @@ class SearchSpace:
                 declare(hp, "head_units")
         declare(hp, "dropout")
         declare(hp, "learning_rate")
+        declare(hp, "augmentation_strength")
+        declare(hp, "label_smoothing")
         declare(hp, "unfreeze")
         if self._may("unfreeze", bool):
             with hp.conditional_scope("unfreeze", [True]):
                 declare(hp, "frozen_epochs")
                 declare(hp, "fine_tune_learning_rate")
+                declare(hp, "lowest_block_multiplier")
             for backbone in self.backbones:
                 self._declare_conditional(
                     hp,

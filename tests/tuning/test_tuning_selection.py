@@ -1,0 +1,189 @@
+"""tk.tune's selection: the default recipe first, finalists on a confirmation split, the time
+budget, refit on every image, and bad input. Tiny models (MobileNet, no weights, 32 px)."""
+
+import contextlib
+import logging
+import types
+
+import keras_tuner
+import numpy as np
+import pytest
+from keras_tuner.engine.trial import Trial
+
+import transferkit as tk
+from transferkit import defaults
+from transferkit.tuning import tune
+from transferkit.tuning.budget import budgeted
+from transferkit.tuning.selection import Finalist, choose
+
+TINY = {"backbones": "mobilenet", "weights": None, "input_shape": 32, "batch_size": 8}
+
+
+@contextlib.contextmanager
+def log_messages():
+    """The transferkit log's messages (it does not propagate to pytest's caplog)."""
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("transferkit")
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, write_class_folder):
+    return write_class_folder(tmp_path_factory.mktemp("images"), per_class=10)
+
+
+@pytest.fixture(scope="module")
+def search(folder, tmp_path_factory):
+    """A 3-trial search over the default space (the default recipe unfreezes)."""
+    return tune(
+        folder,
+        epochs=2,
+        max_trials=3,
+        directory=tmp_path_factory.mktemp("search"),
+        verbose=0,
+        **TINY,
+    )
+
+
+def test_the_default_recipe_is_trial_one(search):
+    first = search.trials[0]
+    assert first.trial_id == search.default_trial.trial_id
+    values = first.hyperparameters.values
+    assert values["learning_rate"] == defaults.LEARNING_RATE
+    assert values["fine_tune_learning_rate"] == defaults.FINE_TUNE_LEARNING_RATE
+    assert values["lowest_block_multiplier"] == defaults.LOWEST_BLOCK_MULTIPLIER
+    assert values["dropout"] == defaults.DROPOUT
+    assert values["frozen_epochs"] == defaults.FROZEN_EPOCHS
+    assert values["augmentation_strength"] == 0.0 and values["label_smoothing"] == 0.0
+    assert values["image_size"] == 32
+    # ...and it builds exactly what FineTuner does when left alone.
+    finetuner = search.hypermodel.make_finetuner(first.hyperparameters.copy())
+    default = tk.FineTuner("mobilenet", weights=None, input_shape=32)
+    assert finetuner.augmentation == default.augmentation
+    assert finetuner.schedule.get_config() == tk.schedules.get(default.schedule).get_config()
+    assert finetuner.head.get_config()["dropout"] == default.head.get_config()["dropout"]
+
+
+def test_finalists_are_measured_on_images_the_search_never_used(search):
+    confirmation = search._confirmation
+    used = set(search._train.paths) | set(search._validation.paths)
+    assert confirmation is not None and not used & set(confirmation.paths)
+    finalists = search.finalists
+    assert list(finalists.columns) == [
+        "trial_id",
+        "default",
+        "val_accuracy",
+        "confirmation_accuracy",
+        "validation_gain",
+        "confirmation_gain",
+        "chosen",
+    ]
+    assert len(finalists) == 3 and finalists["default"].sum() == 1
+    assert finalists.iloc[0]["default"] and finalists.iloc[0]["confirmation_gain"] == 0
+    assert finalists["chosen"].sum() == 1
+    chosen = finalists.loc[finalists["chosen"], "trial_id"].item()
+    assert search.best_trial.trial_id == chosen
+    # How much of the validation gain survived is reported (None: nothing to survive).
+    gain = search.validation_gain
+    assert gain == pytest.approx(finalists["validation_gain"].max())
+    assert search.gain_survived is None if gain <= 0 else search.gain_survived is not None
+
+
+def test_the_default_keeps_its_place_unless_a_challenger_is_clearly_better():
+    truth = np.ones(200, dtype=bool)
+    default = Finalist("0", True, 0.80, 0.80, truth.copy())
+    # Three more right, two more wrong: a difference of noise.
+    noisy = truth.copy()
+    noisy[:2] = False
+    default.correct[2:5] = False
+    challenger = Finalist("1", False, 0.90, 0.805, noisy)
+    assert choose([default, challenger], multi_label=False) is default
+    # Twenty more right than wrong on the disagreements: clear.
+    clear = truth.copy()
+    default.correct[:25] = False
+    clear[:5] = False
+    assert choose(
+        [default, Finalist("2", False, 0.85, 0.9, clear)], multi_label=False
+    ).trial_id == ("2")
+
+
+def test_refit_trains_on_every_image_and_the_model_keeps_its_settings(search, tmp_path):
+    with log_messages() as messages:
+        finetuner = search.best_finetuner(refit=True)
+    every = len(search._train) + len(search._validation) + len(search._confirmation)
+    assert every == 20
+    assert any(f"on {every} images" in message for message in messages)
+    history = finetuner.history
+    assert "val_accuracy" not in history or history["val_accuracy"].isna().all()
+    finetuner.save(tmp_path / "best.keras")
+    loaded = tk.load(tmp_path / "best.keras")
+    trial_finetuner = search.hypermodel.make_finetuner(search.best_trial.hyperparameters.copy())
+    assert (
+        loaded.get_config()["schedule"]
+        == tk.FineTuner(schedule=trial_finetuner.schedule).get_config()["schedule"]
+    )
+    assert loaded.get_config()["input_shape"] == [32, 32, 3]
+    with pytest.raises(ValueError, match="not both"):
+        search.best_finetuner(refit=True, retrain=True)
+
+
+def test_a_time_budget_too_small_for_one_trial_is_an_error(folder, tmp_path):
+    with log_messages() as messages:
+        with pytest.raises(RuntimeError, match=r"time_budget=0.01s is too small for one trial"):
+            tune(folder, epochs=2, max_trials=3, time_budget=0.01, directory=tmp_path, **TINY)
+    assert any("the search stopped after 1 trial" in message for message in messages)
+
+
+class _Tuner:
+    """Just what TimeBudget reads from a KerasTuner tuner."""
+
+    def __init__(self, seconds):
+        self.hypermodel = types.SimpleNamespace()
+        trials = {}
+        for index, value in enumerate(seconds):
+            trial = Trial(keras_tuner.HyperParameters(), str(index), status="COMPLETED")
+            trial.metrics.register("seconds", "min")
+            trial.metrics.update("seconds", value)
+            trials[str(index)] = trial
+        self.oracle = types.SimpleNamespace(trials=trials, max_trials=20)
+
+    def on_search_begin(self):
+        pass
+
+    def pre_create_trial(self):
+        pass
+
+
+def test_a_time_budget_starts_no_trial_it_cannot_pay_for():
+    tuner = budgeted(_Tuner)([30.0, 50.0])  # 40 s a trial on average
+    tuner.time_budget = 100.0
+    tuner.on_search_begin()
+    assert tuner.hypermodel.deadline == tuner.search_started + 100.0
+    tuner.search_started -= 50  # 50 s spent: 40 more fit in the budget
+    tuner.pre_create_trial()
+    assert not tuner.stopped_by_budget and tuner.oracle.max_trials == 20
+    tuner.search_started -= 20  # 70 s spent: another 40 would end at 110
+    tuner.pre_create_trial()
+    assert tuner.stopped_by_budget and tuner.oracle.max_trials == 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"time_budget": 0}, "time_budget"),
+        ({"time_budget": "1h"}, "time_budget"),
+        ({"finalists": 0}, "finalists"),
+        ({"confirmation_split": 1.5}, "confirmation_split"),
+        ({"backbones": ["mobilenet", "no_such_net"]}, "no_such_net"),
+    ],
+)
+def test_bad_input_is_refused_before_any_trial(folder, tmp_path, arguments, message):
+    settings = {**TINY, **arguments}
+    with pytest.raises(ValueError, match=message):
+        tune(folder, epochs=2, max_trials=2, directory=tmp_path, **settings)

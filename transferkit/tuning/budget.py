@@ -1,0 +1,130 @@
+"""What `tune` adds to any KerasTuner tuner: the default recipe first, and a time budget.
+
+Both are small subclasses of KerasTuner's own classes, made for the tuner class
+the user chose (`keras_tuner.RandomSearch`, `Hyperband`, ... or their own), so
+the search loop, the oracle's choices and the records stay KerasTuner's:
+
+- `DefaultFirst` (an oracle mixin): the first values an oracle draws are every
+  hyperparameter's default, i.e. the default recipe, so trial one of every
+  search is what `FineTuner` does when left alone;
+- `TimeBudget` (a tuner mixin): before each new trial, the tuner stops the
+  search when the time left cannot pay for another trial (the mean of the
+  trials so far), and a trial still running when the budget ends is stopped
+  and recorded as failed with that reason.
+"""
+
+import time
+
+import keras
+import keras_tuner
+from keras_tuner.engine import hyperparameters as hp_module
+
+# Subclasses made once per class, so a resumed search or a second search reuses them.
+_DEFAULT_FIRST = {}
+_BUDGETED = {}
+
+
+class DefaultFirst:
+    """Oracle mixin: the first trial is every hyperparameter's default (the default recipe).
+
+    It runs at full budget whatever the oracle: Hyperband's brackets start
+    after it (it carries no `tuner/epochs`, so it trains every epoch), and the
+    oracle records its values, so no later trial repeats them.
+    """
+
+    def populate_space(self, trial_id):
+        if self.trials:
+            return super().populate_space(trial_id)
+        hps = hp_module.HyperParameters()
+        for hp in self.hyperparameters.space:
+            hps.merge([hp])
+            if hps.is_active(hp):
+                hps.values[hp.name] = hp.default
+        return {"status": "RUNNING", "values": hps.values}
+
+
+def default_first(oracle) -> None:
+    """Makes `oracle` (KerasTuner's, in this process) draw the default values first.
+
+    An oracle is built inside its tuner's constructor, so its class is changed
+    to a subclass that adds `DefaultFirst`; its state and records are untouched.
+    A worker's oracle is the chief's, served over the network: left alone.
+    """
+    cls = type(oracle)
+    if not isinstance(oracle, keras_tuner.Oracle) or isinstance(oracle, DefaultFirst):
+        return
+    if isinstance(oracle, keras_tuner.oracles.GridSearchOracle):
+        return  # a grid starts from the defaults already
+    if cls not in _DEFAULT_FIRST:
+        _DEFAULT_FIRST[cls] = type(cls.__name__, (DefaultFirst, cls), {})
+    oracle.__class__ = _DEFAULT_FIRST[cls]
+
+
+class BudgetExhausted(keras_tuner.errors.FailedTrialError):
+    """Raised inside a trial still running when the search's time budget ends."""
+
+
+class StopAtDeadline(keras.callbacks.Callback):
+    """Fails the trial (KerasTuner records why) when `deadline` (`time.perf_counter`) passes."""
+
+    def __init__(self, deadline: float, time_budget: float):
+        super().__init__()
+        self.deadline = deadline
+        self.time_budget = time_budget
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.perf_counter() > self.deadline:
+            raise BudgetExhausted(
+                f"the search's time_budget of {self.time_budget:g} s ran out during this trial"
+            )
+
+
+class TimeBudget:
+    """Tuner mixin: start a trial only while the time budget can pay for it.
+
+    Attributes:
+        time_budget: float or None. Seconds for the whole search.
+        stopped_by_budget: bool. Whether the budget ended the search (rather
+            than `max_trials` or the oracle).
+    """
+
+    time_budget = None
+    stopped_by_budget = False
+    search_started = None
+
+    def on_search_begin(self):
+        super().on_search_begin()
+        self.search_started = time.perf_counter()
+        self.stopped_by_budget = False
+        if self.time_budget is not None:
+            self.hypermodel.deadline = self.search_started + self.time_budget
+            self.hypermodel.time_budget = self.time_budget
+
+    def pre_create_trial(self):
+        super().pre_create_trial()
+        if self.time_budget is None or not self.oracle.trials:
+            return
+        elapsed = time.perf_counter() - self.search_started
+        seconds = [
+            trial.metrics.get_last_value("seconds")
+            for trial in self.oracle.trials.values()
+            if trial.status == "COMPLETED" and trial.metrics.exists("seconds")
+        ]
+        estimate = sum(seconds) / len(seconds) if seconds else 0.0
+        if elapsed + estimate > self.time_budget or elapsed >= self.time_budget:
+            # KerasTuner's own stop: an oracle hands out no trial beyond max_trials.
+            self.oracle.max_trials = len(self.oracle.trials)
+            self.stopped_by_budget = True
+
+    def on_search_end(self):
+        super().on_search_end()
+        self.hypermodel.deadline = None
+
+
+def budgeted(tuner_class: type) -> type:
+    """`tuner_class` with `TimeBudget` mixed in (the same class for the same input)."""
+    if issubclass(tuner_class, TimeBudget):
+        return tuner_class
+    if tuner_class not in _BUDGETED:
+        _BUDGETED[tuner_class] = type(tuner_class.__name__, (TimeBudget, tuner_class), {})
+    return _BUDGETED[tuner_class]
