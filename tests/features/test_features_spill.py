@@ -70,3 +70,24 @@ def test_batches_that_do_not_add_up_are_refused(tmp_path):
     with pytest.raises(ValueError, match="9 feature rows written, 10 expected"):
         cache.put_batches("k", (10, 3), [np.zeros((9, 3), "float32")], None)
     assert not (tmp_path / "k").exists()
+
+
+def test_spilled_multi_hot_labels_repeat_whole_rows_per_view(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (6, 16, 16, 3)).astype("float32")
+    multi_hot = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1], [0, 0, 0], [1, 0, 0]])
+    source = as_image_source(images, multi_hot, class_names=["a", "b", "c"], multi_label=True)
+    model = tiny_finetuner(False).build(["a", "b", "c"], multi_label=True)
+
+    def extract(cache):
+        flip = keras.layers.RandomFlip(seed=3)
+        return cached_features(
+            model, source, cache=cache, batch_size=4, seed=3, views=2, augmentation=flip
+        )
+
+    _, labels = extract(FeatureCache())
+    _, spilled_labels = extract(FeatureCache(tmp_path, max_memory_bytes=0))
+    expected = np.concatenate([source.labels, source.labels])
+    assert np.asarray(spilled_labels).shape == (12, 3)
+    np.testing.assert_array_equal(spilled_labels, expected)
+    np.testing.assert_array_equal(labels, expected)

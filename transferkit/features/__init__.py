@@ -6,6 +6,7 @@ from transferkit.features.extraction import (
     feature_batches,
     model_fingerprint,
     source_fingerprint,
+    view_labels,
 )
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "feature_batches",
     "model_fingerprint",
     "source_fingerprint",
+    "view_labels",
 ]

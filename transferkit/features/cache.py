@@ -29,6 +29,20 @@ DEFAULT_MEMORY_BYTES = 4 * 2**30
 _CHUNK_BYTES = 16 * 2**20
 
 
+def _write_manifest(folder, shape, dtype: str, features_sha256: str, labels) -> None:
+    """Writes an entry's labels (if any) and its manifest beside its `features.npy`."""
+    manifest = {
+        "features_shape": list(shape),
+        "features_dtype": dtype,
+        "features_sha256": features_sha256,
+        "labels_sha256": None,
+    }
+    if labels is not None:
+        np.save(folder / "labels.npy", labels)
+        manifest["labels_sha256"] = _digest(labels)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
 def _digest(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).view(np.uint8)).hexdigest()
 
@@ -208,16 +222,7 @@ class FeatureCache:
                     rows += len(data)
             if rows != shape[0]:
                 raise ValueError(f"{rows} feature rows written, {shape[0]} expected")
-            manifest = {
-                "features_shape": list(shape),
-                "features_dtype": "float32",
-                "features_sha256": digest.hexdigest(),
-                "labels_sha256": None,
-            }
-            if labels is not None:
-                np.save(tmp / "labels.npy", labels)
-                manifest["labels_sha256"] = _digest(labels)
-            (tmp / "manifest.json").write_text(json.dumps(manifest))
+            _write_manifest(tmp, shape, "float32", digest.hexdigest(), labels)
             if folder.exists():
                 shutil.rmtree(folder)
         logger.info(
@@ -231,16 +236,7 @@ class FeatureCache:
         with atomic_path(folder, overwrite=True, suffix="") as tmp:
             tmp.mkdir()
             np.save(tmp / "features.npy", features)
-            manifest = {
-                "features_shape": list(features.shape),
-                "features_dtype": str(features.dtype),
-                "features_sha256": _digest(features),
-                "labels_sha256": None,
-            }
-            if labels is not None:
-                np.save(tmp / "labels.npy", labels)
-                manifest["labels_sha256"] = _digest(labels)
-            (tmp / "manifest.json").write_text(json.dumps(manifest))
+            _write_manifest(tmp, features.shape, str(features.dtype), _digest(features), labels)
             if folder.exists():
                 shutil.rmtree(folder)
 

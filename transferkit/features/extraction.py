@@ -102,9 +102,17 @@ def extract_features(
         f"computed {len(features)} feature vectors ({views} view(s) of {len(source)} images) "
         f"in {seconds:.1f}s, {len(features) / max(seconds, 1e-9):.0f} images/s"
     )
-    # View-major, as the features: for multi-hot rows too (np.tile would widen them).
-    labels = None if source.labels is None else np.concatenate([np.asarray(source.labels)] * views)
-    return features, labels
+    return features, view_labels(source, views)
+
+
+def view_labels(source: ImageSource, views: int) -> np.ndarray | None:
+    """The labels of `views` views of `source`, view-major as the features (None if unlabeled).
+
+    Multi-hot rows repeat whole: `np.tile` would widen them instead.
+    """
+    if source.labels is None:
+        return None
+    return np.concatenate([np.asarray(source.labels)] * views)
 
 
 def feature_batches(

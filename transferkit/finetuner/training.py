@@ -24,6 +24,7 @@ from transferkit.features import (
     extract_features,
     feature_batches,
     model_fingerprint,
+    view_labels,
 )
 from transferkit.features import source_fingerprint as fingerprint_source
 from transferkit.finetuner.augmentation import augmentation_key
@@ -331,7 +332,7 @@ def cached_features(
     rows, dim = len(source) * views, extractor.output_shape[-1]
     if cache is not None and not cache.fits_in_memory(rows * dim * 4):
         # Larger than the memory budget: written to disk batch by batch, never whole.
-        labels = None if source.labels is None else np.tile(np.asarray(source.labels), views)
+        labels = view_labels(source, views)
         batches = feature_batches(
             extractor,
             source,
