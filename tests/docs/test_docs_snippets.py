@@ -43,7 +43,10 @@ RUNNABLE_PAGES = [
 # dropped runnable examples (or the parser stopped finding them).
 MIN_RUNNABLE_SNIPPETS = 40
 MIN_RUNNABLE_PAGES = 9
-MAX_SKIPPED_SNIPPETS = 12
+# Skipped ones only where a snippet needs what CI has not: Keras's downloads, several
+# GPUs (three in the scaling-out guide), or minutes of real training (the multi-label and
+# imbalance examples, measured by their benches instead).
+MAX_SKIPPED_SNIPPETS = 14
 
 # Sub-packages whose public names need not be in the API reference.
 INTERNAL_PACKAGES = {"demos", "utils", "version"}

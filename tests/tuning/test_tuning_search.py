@@ -178,6 +178,7 @@ def test_class_weight_by_class_name_reaches_every_trial(folder, tmp_path):
         max_trials=2,
         search_space=HEAD_ONLY,
         class_weight={"cat": 0.0, "dog": 0.0},
+        confirmation_split=0,  # the subject is training; confirmation is tested elsewhere
         cache_features=FeatureCache(),
         directory=tmp_path,
         verbose=0,
@@ -244,6 +245,7 @@ def test_an_interrupted_search_resumes_without_redoing_finished_trials(folder, t
         epochs=1,
         max_trials=3,
         search_space=HEAD_ONLY,
+        confirmation_split=0,  # the subject is resuming; confirmation is tested elsewhere
         cache_features=FeatureCache(),
         directory=tmp_path,
         verbose=0,
@@ -314,6 +316,7 @@ def test_hyperband_continues_trials_from_their_checkpoint(folder, tmp_path):
         tuner="hyperband",
         tuner_options={"factor": 3},
         search_space=HEAD_ONLY,
+        confirmation_split=0,  # the subject is Hyperband's brackets
         cache_features=FeatureCache(),
         directory=tmp_path,
         verbose=0,
