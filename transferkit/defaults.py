@@ -19,6 +19,10 @@ AUGMENTATION = "flip"
 # stay in float32 on this team's CPUs anyway, and float32 is what every result so far
 # was measured in (`python -m bench.precision`).
 PRECISION = "float32"
+# What `precision=` (and `transferkit fit --precision`) accepts.
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+# The share of the data a search holds out to confirm its finalists on.
+CONFIRMATION_SPLIT = 0.2
 
 # Folders of at least this many files get a progress bar while their files are checked
 # (about 8,000 JPEGs/s here: from a second or so up).

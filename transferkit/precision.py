@@ -16,6 +16,8 @@ import functools
 
 import keras
 
+from transferkit import defaults
+
 __all__ = [
     "PRECISIONS",
     "CPU_BFLOAT16_SPEEDUP",
@@ -27,7 +29,7 @@ __all__ = [
     "dtype_policy_scope",
 ]
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+PRECISIONS = defaults.PRECISIONS
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 # Unfrozen-epoch speed of `mixed_bfloat16` over `float32` on a CPU that computes

@@ -13,8 +13,22 @@ def test_tune_writes_results_plot_and_best_model(tmp_path, write_class_folder):
     data = write_class_folder(tmp_path / "data", per_class=PER_CLASS)
     out = tmp_path / "search"
     arguments = [*TINY_MODEL, "--epochs", "2", "--max-trials", "2", "--batch-size", "8"]
-    result = run_cli("tune", data, "--out", out, "--head-only", *arguments, cache=tmp_path)
+    result = run_cli(
+        "tune",
+        data,
+        "--out",
+        out,
+        "--head-only",
+        "--time-budget",
+        "600",
+        "--refit",
+        *arguments,
+        cache=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
+    # The finalists were compared on images no trial saw, and the winner was refitted.
+    assert "Finalists, compared on the confirmation images no trial saw:" in result.stdout
+    assert "(refitted on every image)" in result.stdout
     assert {p.name for p in out.iterdir()} >= {
         "results.csv",
         "search.png",
@@ -35,12 +49,17 @@ def test_tune_writes_results_plot_and_best_model(tmp_path, write_class_folder):
     assert again.stderr.count("\n") == 1 and "is not empty" in again.stderr
 
 
-def test_tune_rejects_bad_arguments_in_one_line(tmp_path, write_class_folder):
+@pytest.mark.parametrize(
+    "option, value",
+    [("--max-trials", "0"), ("--time-budget", "0"), ("--confirmation-split", "1")],
+)
+def test_tune_rejects_bad_arguments_in_one_line(tmp_path, write_class_folder, option, value):
     data = write_class_folder(tmp_path / "data", per_class=2)
-    result = run_cli("tune", data, "--out", tmp_path / "o", "--max-trials", "0")
+    result = run_cli("tune", data, "--out", tmp_path / "o", option, value)
     assert result.returncode == 1
-    assert result.stderr.startswith("transferkit: error:") and "--max-trials" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("transferkit: error:") and option in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.fixture(scope="module")

@@ -208,3 +208,20 @@ def test_fit_from_a_csv_with_overwrite_keeps_other_files(trained, tmp_path):
     loaded = tk.load(run / "model.keras")
     assert (loaded.path_column, loaded.label_column) == ("file", "class")
     assert loaded.schedule == tk.Freeze()
+
+
+def test_fit_trains_in_the_precision_asked_and_saves_a_float32_model(tmp_path, write_class_folder):
+    data = write_class_folder(tmp_path / "data", per_class=4)
+    out = tmp_path / "run"
+    arguments = [*TINY_MODEL, "--epochs", "1", "--batch-size", "8"]
+    result = run_cli(
+        "fit", data, "--out", out, "--precision", "mixed_bfloat16", *arguments, cache=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    ft = transferkit.load(out / "model.keras")
+    assert ft.precision == "mixed_bfloat16"
+    assert ft.model.backbone.dtype_policy.name == "float32"
+
+    wrong = run_cli("fit", data, "--out", tmp_path / "other", "--precision", "bfloat16")
+    assert wrong.returncode == 2 and "invalid choice: 'bfloat16'" in wrong.stderr
+    assert not (tmp_path / "other").exists()

@@ -157,6 +157,14 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
         metavar="N",
         help="the square size images are resized to (default: the backbone's, e.g. 224)",
     )
+    add_defaulted(
+        parser,
+        "--precision",
+        defaults.PRECISION,
+        "what training computes in: auto picks bfloat16 or float16 where the hardware and "
+        "the backbone gain from it; the saved model computes in float32 whatever this is",
+        choices=defaults.PRECISIONS,
+    )
     parser.add_argument(
         "--validation-data",
         metavar="DATA",
@@ -250,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
         label_column=label_column_argument(args.label_column),
         multi_label=args.multi_label,
         label_delimiter=args.label_delimiter,
+        precision=args.precision,
         seed=args.seed,
     )
     train, validation, skipped = _read_data(args)

@@ -87,6 +87,28 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
         "--head-only", action="store_true", help="keep the backbone frozen in every trial"
     )
     parser.add_argument("--input-size", type=int, metavar="N", help="square input size")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="SECONDS",
+        help="stop starting trials when the next would not fit in SECONDS (default: none, "
+        "--max-trials alone bounds the search)",
+    )
+    add_defaulted(
+        parser,
+        "--confirmation-split",
+        defaults.CONFIRMATION_SPLIT,
+        "fraction of each class no trial sees, on which the finalists (the default recipe "
+        "among them) are compared to choose the winner; 0 chooses on validation alone",
+        type=float,
+        metavar="FRACTION",
+    )
+    parser.add_argument(
+        "--refit",
+        action="store_true",
+        help="train the winner again on every image (training, validation and confirmation) "
+        "before writing best_model.keras",
+    )
     add_column_options(parser)
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="(default: 0)")
     group = parser.add_mutually_exclusive_group()
@@ -118,6 +140,16 @@ def run(args: argparse.Namespace) -> int:
     check_int(args.batch_size, "--batch-size")
     if args.input_size is not None:
         check_int(args.input_size, "--input-size")
+    if args.time_budget is not None and not args.time_budget > 0:
+        raise ValueError(
+            f"--time-budget must be a number of seconds > 0. Received: --time-budget "
+            f"{args.time_budget:g}"
+        )
+    if not 0 <= args.confirmation_split < 1:
+        raise ValueError(
+            "--confirmation-split must be a fraction in [0, 1) (0: choose on validation "
+            f"alone). Received: --confirmation-split {args.confirmation_split:g}"
+        )
     holds_search = (Path(args.out).expanduser() / PROJECT).is_dir()
     out = check_output_folder(
         args.out,
@@ -153,10 +185,15 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     result.results.to_csv(out / "results.csv", index=False)
     result.plot(out / "search.png")
-    result.best_finetuner().save(out / "best_model.keras", overwrite=True)
+    result.best_finetuner(refit=args.refit).save(out / "best_model.keras", overwrite=True)
     best = result.results[result.objective].max()
     print(f"{len(result.results)} trials; best {result.objective} {best:.4f}")
     print(result.results.to_string(index=False, max_colwidth=24))
+    if result.finalists is not None:
+        print("Finalists, compared on the confirmation images no trial saw:")
+        print(result.finalists.to_string(index=False, max_colwidth=24))
+    refitted = " (refitted on every image)" if args.refit else ""
+    print(f"Chosen: trial {result.best_trial.trial_id}{refitted}")
     print(f"Wrote {out}: results.csv, search.png, best_model.keras, {PROJECT}/")
     return 0
 
@@ -178,6 +215,8 @@ def _search(tune, source, weights, out, args):
         overwrite=not args.resume,
         seed=args.seed,
         class_weight=args.class_weight,
+        time_budget=args.time_budget,
+        confirmation_split=args.confirmation_split,
         verbose=1 if sys.stdout.isatty() else 0,
     )
 

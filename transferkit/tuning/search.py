@@ -52,7 +52,7 @@ def tune(
     seed: int | None = 0,
     tuner_options: Mapping | None = None,
     time_budget: float | None = None,
-    confirmation_split: float = 0.2,
+    confirmation_split: float = defaults.CONFIRMATION_SPLIT,
     finalists: int = 3,
     verbose: int = 1,
 ) -> TuneResult:
