@@ -66,6 +66,19 @@ class _Progress(keras.callbacks.Callback):
         self.bar.update(self.seen, values=[("images/s", rate)])
 
 
+def _view_datasets(source, image_size, batch_size, augmentation, views, seed):
+    """The images of `source` once per view: plain first, then `views - 1` augmented ones."""
+    for view in range(views):
+        yield make_dataset(
+            source,
+            image_size,
+            batch_size,
+            augmentation=augmentation if view else None,
+            include_labels=False,
+            seed=None if seed is None else seed + view,
+        )
+
+
 def extract_features(
     feature_model: keras.Model,
     source: ImageSource,
@@ -85,15 +98,7 @@ def extract_features(
     """
     outputs = []
     started = time.perf_counter()
-    for view in range(views):
-        dataset = make_dataset(
-            source,
-            image_size,
-            batch_size,
-            augmentation=augmentation if view else None,
-            include_labels=False,
-            seed=None if seed is None else seed + view,
-        )
+    for dataset in _view_datasets(source, image_size, batch_size, augmentation, views, seed):
         callbacks = [_Progress(len(source), batch_size, "features")] if verbose else []
         outputs.append(feature_model.predict(dataset, verbose=0, callbacks=callbacks))
     features = np.concatenate(outputs, axis=0)
@@ -133,15 +138,7 @@ def feature_batches(
     """
     started, seen = time.perf_counter(), 0
     bar = keras.utils.Progbar(len(source) * views, unit_name="image") if verbose else None
-    for view in range(views):
-        dataset = make_dataset(
-            source,
-            image_size,
-            batch_size,
-            augmentation=augmentation if view else None,
-            include_labels=False,
-            seed=None if seed is None else seed + view,
-        )
+    for dataset in _view_datasets(source, image_size, batch_size, augmentation, views, seed):
         for images in dataset:
             batch = np.asarray(feature_model.predict_on_batch(images), dtype="float32")
             seen += len(batch)
