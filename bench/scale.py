@@ -103,6 +103,7 @@ def run_role(args) -> None:
 
 
 def free_ports(count: int) -> list[int]:
+    """`count` distinct free TCP ports on 127.0.0.1 (also used by the distribution tests)."""
     sockets = [socket.socket() for _ in range(count)]
     try:
         for sock in sockets:

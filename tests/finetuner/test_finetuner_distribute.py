@@ -11,7 +11,6 @@ tolerance is 1e-5).
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 import tensorflow as tf
 
 import transferkit as tk
+from bench.scale import free_ports
 from transferkit.finetuner.distribution import read_tf_config, worker_timeout
 
 SOURCE_ROOT = Path(tk.__file__).resolve().parents[1]
@@ -74,17 +74,6 @@ def stop(*processes):
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def cluster(ports):
