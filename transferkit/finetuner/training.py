@@ -330,30 +330,12 @@ def cached_features(
     extractor = model.feature_extractor()
     extractor.compile(jit_compile=jit_compile)
     rows, dim = len(source) * views, extractor.output_shape[-1]
+    arguments = (extractor, source, model.image_size, batch_size, augmentation, views, seed)
     if cache is not None and not cache.fits_in_memory(rows * dim * 4):
         # Larger than the memory budget: written to disk batch by batch, never whole.
-        labels = view_labels(source, views)
-        batches = feature_batches(
-            extractor,
-            source,
-            model.image_size,
-            batch_size,
-            augmentation,
-            views,
-            seed,
-            verbose=verbose,
-        )
-        return cache.put_batches(key, (rows, dim), batches, labels)
-    features, labels = extract_features(
-        extractor,
-        source,
-        model.image_size,
-        batch_size,
-        augmentation,
-        views,
-        seed,
-        verbose=verbose,
-    )
+        batches = feature_batches(*arguments, verbose=verbose)
+        return cache.put_batches(key, (rows, dim), batches, view_labels(source, views))
+    features, labels = extract_features(*arguments, verbose=verbose)
     return (features, labels) if cache is None else cache.put(key, features, labels)
 
 
