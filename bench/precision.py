@@ -11,6 +11,10 @@ on real CIFAR-10 photos through transferkit's input pipeline:
 - `unfrozen`: an unfrozen training epoch over `--train-images` images (flips on);
 - `speedup`: that of bfloat16 over float32, and what `precision="auto"` picks here.
 
+bfloat16 is measured twice: as `FineTuner` trains it (its BatchNormalization layers as
+`transferkit.layers.BFloat16BatchNormalization`), and with Keras's own BatchNormalization
+(`keras BN`), which casts to float32 and back around every frozen BatchNorm.
+
 After a warm-up pass of each (tracing), `--rounds` rounds alternate the precisions and
 the best round of each is kept: on a machine other jobs share, they slow some rounds
 down and never speed one up. Each row also gives every round and the load average.
@@ -30,6 +34,13 @@ import subprocess
 import sys
 
 PRECISIONS = ("float32", "mixed_bfloat16")
+# What each measured copy is: a dtype policy, and whether bfloat16 uses transferkit's
+# BatchNormalization (as FineTuner trains) or Keras's.
+VARIANTS = {
+    "float32": ("float32", True),
+    "mixed_bfloat16": ("mixed_bfloat16", True),
+    "mixed_bfloat16 keras BN": ("mixed_bfloat16", False),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +79,10 @@ def speed(backbone, args):
     # The unfrozen phase as FineTuner runs it: the whole backbone trainable, BatchNorm in
     # inference mode, the layer-wise Adam; each precision's copy carries those flags.
     trainable = ft.unfreeze()
-    models = {p: with_precision(ft.model, p) for p in PRECISIONS}
+    models = {
+        variant: with_precision(ft.model, policy, bfloat16_batch_norm=ours)
+        for variant, (policy, ours) in VARIANTS.items()
+    }
     size, batch = ft.model.image_size, args.batch_size
     images = as_image_source(x[: args.extract_images], y[: args.extract_images])
     train = make_dataset(
@@ -103,7 +117,7 @@ def speed(backbone, args):
             seconds = time.perf_counter() - started
             rates[precision]["unfrozen"].append(args.train_images / seconds)
     rows = []
-    for precision in PRECISIONS:
+    for precision in VARIANTS:
         rows.append(
             {
                 "backbone": backbone,
@@ -177,10 +191,13 @@ def main():
         )
         summary = pd.DataFrame(index=table.index)
         for what in ("extract_img_s", "unfrozen_img_s"):
-            for precision in PRECISIONS:
+            for precision in VARIANTS:
                 summary[f"{what[:-6]} {precision}"] = table[(what, precision)]
             summary[f"{what[:-6]} speedup"] = (
                 table[(what, "mixed_bfloat16")] / table[(what, "float32")]
+            )
+            summary[f"{what[:-6]} speedup keras BN"] = (
+                table[(what, "mixed_bfloat16 keras BN")] / table[(what, "float32")]
             )
         summary["family"] = [get_backbone_spec(name).family for name in summary.index]
         summary["auto picks"] = [resolve_precision("auto", f)[0] for f in summary["family"]]

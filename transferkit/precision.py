@@ -17,6 +17,7 @@ import functools
 import keras
 
 from transferkit import defaults
+from transferkit.layers.batch_normalization import BFloat16BatchNormalization
 
 __all__ = [
     "PRECISIONS",
@@ -155,42 +156,74 @@ def model_precision(model: keras.Model) -> str:
     return backbone.dtype_policy.name
 
 
-def _with_policy(config, policy):
-    """`config` with every float dtype policy in it replaced by `policy`."""
-    if isinstance(config, dict):
-        if (
-            config.get("class_name") == "DTypePolicy"
-            and config.get("config", {}).get("name") in POLICIES
-        ):
-            return {**config, "config": {**config["config"], "name": policy}}
-        # A classifier's `finetuner_config` holds settings (maybe a serialized backbone
-        # as given), not this model's layers: it stays as it is.
-        return {
-            key: value if key == "finetuner_config" else _with_policy(value, policy)
-            for key, value in config.items()
-        }
+# How Keras serializes the class of a layer: swapping these keys swaps the class.
+_CLASS_KEYS = ("module", "class_name", "registered_name")
+
+
+def _class_of(layer_class):
+    return {key: keras.saving.serialize_keras_object(layer_class())[key] for key in _CLASS_KEYS}
+
+
+_KERAS_BATCH_NORM = _class_of(keras.layers.BatchNormalization)
+_BFLOAT16_BATCH_NORM = _class_of(BFloat16BatchNormalization)
+
+
+def _with_policy(config, policy, bfloat16_batch_norm=True):
+    """`config` with every float dtype policy in it replaced by `policy`, and its
+    BatchNormalization layers of the class that policy trains with."""
     if isinstance(config, list):
-        return [_with_policy(value, policy) for value in config]
-    return config
+        return [_with_policy(value, policy, bfloat16_batch_norm) for value in config]
+    if not isinstance(config, dict):
+        return config
+    if (
+        config.get("class_name") == "DTypePolicy"
+        and config.get("config", {}).get("name") in POLICIES
+    ):
+        return {**config, "config": {**config["config"], "name": policy}}
+    old, new = (
+        (_KERAS_BATCH_NORM, _BFLOAT16_BATCH_NORM)
+        if policy == "mixed_bfloat16" and bfloat16_batch_norm
+        else (_BFLOAT16_BATCH_NORM, _KERAS_BATCH_NORM)
+    )
+    if "config" in config and all(config.get(key) == old[key] for key in _CLASS_KEYS):
+        config = {**config, **new}
+    # A classifier's `finetuner_config` holds settings (maybe a serialized backbone
+    # as given), not this model's layers: it stays as it is.
+    return {
+        key: value
+        if key == "finetuner_config"
+        else _with_policy(value, policy, bfloat16_batch_norm)
+        for key, value in config.items()
+    }
 
 
-def with_precision(model: keras.Model, policy: str) -> keras.Model:
+def with_precision(
+    model: keras.Model, policy: str, *, bfloat16_batch_norm: bool = True
+) -> keras.Model:
     """A copy of `model` computing in the dtype policy `policy`, with the same weights.
 
     Layers whose dtype is fixed by their code (the head's float32 output layer,
-    the float32 preprocessing) keep it; the rest follow `policy`. Trainable
-    flags travel with the layers' configs. The global dtype policy is restored.
+    the float32 preprocessing) keep it; the rest follow `policy`. Under
+    `"mixed_bfloat16"` BatchNormalization layers become
+    `BFloat16BatchNormalization` (the same weights; no float32 round trip when
+    they only apply their statistics), and Keras's own again under any other
+    policy. Trainable flags travel with the layers' configs. The global dtype
+    policy is restored.
 
     Args:
         model: `keras.Model`. A serializable model (such as an `ImageClassifier`).
         policy: str. One of `POLICIES`.
+        bfloat16_batch_norm: bool. Whether `"mixed_bfloat16"` swaps in
+            `BFloat16BatchNormalization`; `False` keeps Keras's layer (to
+            measure the difference). Defaults to `True`.
 
     Returns:
         A new model; `model` is unchanged.
     """
     if policy not in POLICIES:
         raise ValueError(f"`policy` must be one of {list(POLICIES)}. Received: {policy!r}")
-    config = _with_policy(copy.deepcopy(keras.saving.serialize_keras_object(model)), policy)
+    config = copy.deepcopy(keras.saving.serialize_keras_object(model))
+    config = _with_policy(config, policy, bfloat16_batch_norm)
     with dtype_policy_scope(policy):
         clone = keras.saving.deserialize_keras_object(config)
     clone.set_weights(model.get_weights())

@@ -39,10 +39,12 @@ class Seen(keras.callbacks.Callback):
     def __init__(self, finetuner):
         super().__init__()
         self.finetuner = finetuner
-        self.precisions, self.optimizers = [], []
+        self.precisions, self.optimizers, self.batch_norms = [], [], []
 
     def on_epoch_end(self, epoch, logs=None):
         self.precisions.append(model_precision(self.finetuner.model))
+        batch_norm = self.finetuner.model.backbone.get_layer("block1_bn")
+        self.batch_norms.append(type(batch_norm).__name__)
         self.optimizers.append(type(self.model.optimizer).__name__)
 
 
@@ -92,6 +94,9 @@ def test_mixed_bfloat16_trains_in_bfloat16_and_keeps_everything_float32(image_fo
 
     # Both phases computed in bfloat16; the FineTuner's model is float32 again, the same object.
     assert seen.precisions == ["mixed_bfloat16", "mixed_bfloat16"]
+    # BatchNorm trained as BFloat16BatchNormalization; the model kept holds Keras's again.
+    assert seen.batch_norms == ["BFloat16BatchNormalization"] * 2
+    assert type(ft.model.backbone.get_layer("block1_bn")) is keras.layers.BatchNormalization
     assert ft.model is model and model_precision(ft.model) == "float32"
     assert keras.config.dtype_policy().name == "float32"
     assert ft.model.backbone.layers[1].trainable  # the unfrozen phase's flags came back
@@ -117,6 +122,7 @@ def test_mixed_float16_scales_the_loss_in_both_phases(image_folder):
     seen = Seen(ft)
     ft.fit(image_folder(), epochs=2, batch_size=8, verbose=0, callbacks=[seen])
     assert seen.precisions == ["mixed_float16", "mixed_float16"]
+    assert seen.batch_norms == ["BatchNormalization"] * 2  # float16 keeps Keras's casts
     assert seen.optimizers[0] == seen.optimizers[1] == "LossScaleOptimizer"
     assert keras.config.dtype_policy().name == "float32"
 
