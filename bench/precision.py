@@ -16,7 +16,9 @@ bfloat16 is measured twice: as `FineTuner` trains it (its BatchNormalization lay
 (`keras BN`), which casts to float32 and back around every frozen BatchNorm.
 
 After a warm-up pass of each (tracing), `--rounds` rounds alternate the precisions and
-the best round of each is kept: on a machine other jobs share, they slow some rounds
+the best round of each is kept: many short rounds, because this machine's speed swings
+by up to 2x for seconds at a time (a numpy matrix product alone varies so), and a short
+round fits in a fast stretch more often than a long one. Other jobs slow some rounds
 down and never speed one up. Each row also gives every round and the load average.
 
 Accuracy (`--accuracy`): the reference recipe (MobileNet, its real ImageNet weights,
@@ -24,8 +26,14 @@ CIFAR-10 cats vs dogs, `FreezeUnfreeze(frozen_epochs=1)`, seed 0) under float32,
 mixed_bfloat16 and "auto", held-out accuracy on the 2,000 test photos. `--accuracy-*`
 options give its budget (the reference example itself trains 10,000 images, 4 epochs).
 
+Reference (`--reference`): the reference example itself
+(`examples/cats_vs_dogs/train.py`, its full default run) with `--precision float32` and
+with `--precision auto`, one after the other, each in its own process writing into a
+fresh folder: the held-out accuracy and wall time of each, and what "auto" computed in.
+
     python -m bench.precision [--backbones resnet50 mobilenet] [--image-size 160]
-        [--rounds 3] [--accuracy] [--accuracy-train-images 4000] [--accuracy-epochs 2]
+        [--rounds 8] [--accuracy] [--accuracy-train-images 4000] [--accuracy-epochs 2]
+        [--reference]
 """
 
 import argparse
@@ -48,13 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", nargs="*", default=["resnet50", "mobilenet"])
     parser.add_argument("--image-size", type=int, default=160)
-    parser.add_argument("--extract-images", type=int, default=512)
-    parser.add_argument("--train-images", type=int, default=192)
+    parser.add_argument("--extract-images", type=int, default=256)
+    parser.add_argument("--train-images", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--accuracy", action="store_true", help="also the accuracy run")
     parser.add_argument("--accuracy-train-images", type=int, default=4000)
     parser.add_argument("--accuracy-epochs", type=int, default=2)
+    parser.add_argument(
+        "--reference", action="store_true", help="also the reference example, float32 and auto"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     return parser
 
@@ -158,6 +169,32 @@ def accuracy(precision, args):
     }
 
 
+def reference(precision):
+    """The reference example's full run with `--precision precision`, as a result row."""
+    import pathlib
+    import tempfile
+
+    from transferkit.backbones import get_backbone_spec
+    from transferkit.precision import resolve_precision
+
+    example = pathlib.Path(__file__).resolve().parents[1] / "examples/cats_vs_dogs/train.py"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pathlib.Path(tmp) / "run"
+        command = [sys.executable, str(example), "--precision", precision, "--out", str(out)]
+        subprocess.run(command, capture_output=True, text=True, check=True)
+        metrics = json.loads((out / "metrics.json").read_text())
+        backbone = json.loads((out / "run.json").read_text())["backbone"]
+    family = get_backbone_spec(backbone).family
+    return {
+        "precision": precision,
+        "backbone": backbone,
+        "computes_in": resolve_precision(precision, family)[0],
+        "held_out_accuracy": metrics["accuracy"],
+        "held_out_images": metrics["num_images"],
+        "wall_seconds": metrics["seconds"],
+    }
+
+
 def _run(args, *one):
     command = [sys.executable, "-m", "bench.precision", "--one", json.dumps(one)]
     for name in ("image_size", "extract_images", "train_images", "batch_size", "rounds"):
@@ -224,6 +261,14 @@ def main():
             f"cats/dogs at {args.image_size}px, {args.accuracy_epochs} epochs (1 frozen), "
             "held out: the 2,000 test photos"
         )
+        print(pd.DataFrame(rows).set_index("precision").round(4).to_string())
+
+    if args.reference:
+        rows = []
+        for precision in ("float32", "auto"):
+            rows.append(reference(precision))
+            print(json.dumps(rows[-1]), flush=True)
+        print("\nThe reference example (python examples/cats_vs_dogs/train.py --precision ...)")
         print(pd.DataFrame(rows).set_index("precision").round(4).to_string())
 
 

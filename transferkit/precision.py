@@ -35,14 +35,14 @@ POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 # Unfrozen-epoch speed of `mixed_bfloat16` over `float32` on a CPU that computes
 # bfloat16 natively (AVX512-BF16/AMX), per backbone family, measured with
-# `python -m bench.precision --backbones resnet50 mobilenet` (2 cores, batch 32,
-# 160 px, best of 3 alternating rounds; feature extraction: 1.28x and 0.54x). "auto"
-# picks bfloat16 on such a CPU only for a family listed here as faster: depthwise
-# convolutions (MobileNet) ran slower in bfloat16, and an unmeasured family stays in
-# float32 rather than risk the same.
+# `python -m bench.precision --backbones resnet50 mobilenet` (2 cores, batch 32, 160 px,
+# frozen BatchNorm as `BFloat16BatchNormalization`, best of 8 alternating rounds; feature
+# extraction: 1.59x and 1.08x). "auto" picks bfloat16 on such a CPU only for a family
+# listed here as faster: depthwise convolutions (MobileNet) trained slower in bfloat16,
+# and an unmeasured family stays in float32 rather than risk the same.
 CPU_BFLOAT16_SPEEDUP = {
-    "resnet": 1.37,
-    "mobilenet": 0.61,
+    "resnet": 1.59,
+    "mobilenet": 0.87,
 }
 # The least speed-up for which "auto" leaves float32 on a CPU.
 MIN_SPEEDUP = 1.1
