@@ -1,4 +1,4 @@
-"""BFloat16BatchNormalization: Keras's layer, minus the float32 round trip of a frozen BatchNorm."""
+"""BFloat16BatchNormalization: Keras's layer, minus the float32 round trip of frozen BatchNorm."""
 
 import keras
 import numpy as np
