@@ -91,3 +91,38 @@ def test_spilled_multi_hot_labels_repeat_whole_rows_per_view(tmp_path):
     assert np.asarray(spilled_labels).shape == (12, 3)
     np.testing.assert_array_equal(spilled_labels, expected)
     np.testing.assert_array_equal(labels, expected)
+
+
+def test_under_a_strategy_spilled_features_are_read_batch_by_batch_too(
+    image_folder, tmp_path, monkeypatch
+):
+    import tensorflow as tf
+
+    reads = []
+    read = DiskFeatures.__getitem__
+
+    def counted(self, index):
+        reads.append(index)
+        return read(self, index)
+
+    monkeypatch.setattr(DiskFeatures, "__getitem__", counted)
+    root = image_folder()
+
+    def run(cache):
+        ft = tiny_finetuner(
+            cache,
+            schedule=tk.Freeze(learning_rate=0.1),
+            distribute=tf.distribute.MirroredStrategy(["/cpu:0"]),
+        )
+        return ft, ft.fit(root, epochs=3, batch_size=8, shuffle=False, verbose=0)
+
+    in_memory, expected = run(FeatureCache())
+    assert not reads
+    spilled, history = run(FeatureCache(tmp_path, max_memory_bytes=0))
+    # Every epoch read its batches from disk: 40 training vectors (two views of 20 images)
+    # in 5 batches, and 4 validation vectors in 1.
+    assert len(reads) == 3 * (5 + 1)
+    columns = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    np.testing.assert_allclose(history[columns], expected[columns], rtol=1e-5, atol=1e-6)
+    for got, want in zip(spilled.model.get_weights(), in_memory.model.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)

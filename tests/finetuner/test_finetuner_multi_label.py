@@ -215,3 +215,30 @@ def test_explain_shows_the_most_probable_class_or_the_one_asked(trained):
         NAMES[i] for i in probabilities.argmax(axis=1)
     ]
     assert set(ft.explain(images, class_name="red").predictions["explained"]) == {"red"}
+
+
+def test_multi_label_data_trains_the_same_under_a_strategy():
+    """The distributed step's binary cross-entropy and thresholds repeat the one-device run."""
+    images, labels, _ = colour_mosaics(96, seed=3)
+
+    def run(distribute):
+        keras.utils.set_random_seed(5)
+        ft = tiny_finetuner(schedule=tk.FreezeUnfreeze(frozen_epochs=1), distribute=distribute)
+        history = ft.fit(images, labels, epochs=3, batch_size=16, shuffle=False, verbose=0)
+        return ft, history
+
+    one, expected = run(None)
+    mirrored, history = run(tf.distribute.MirroredStrategy(["/cpu:0"]))
+    assert mirrored.is_multi_label
+    assert isinstance(mirrored.model.distribute_strategy, tf.distribute.MirroredStrategy)
+    np.testing.assert_allclose(
+        history[["loss", "val_loss"]], expected[["loss", "val_loss"]], rtol=1e-5, atol=1e-6
+    )
+    for got, want in zip(mirrored.model.get_weights(), one.model.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        mirrored.model.head.thresholds, one.model.head.thresholds, rtol=0, atol=1e-6
+    )
+    assert mirrored.predict(images[:8])["labels"].tolist() == (
+        one.predict(images[:8])["labels"].tolist()
+    )

@@ -276,7 +276,27 @@ def _fit_distributed(model, loss: str, run: PhaseRun, train, validation, steps: 
 
 
 def _feature_dataset(features, labels, batch_size, shuffle=False, seed=None):
-    """Batches of `(features, labels)`, reshuffled each epoch (the same way on every worker)."""
+    """Batches of `(features, labels)`, reshuffled each epoch (the same way on every worker).
+
+    Features spilled to disk (`np.memmap`) are read batch by batch through
+    `DiskFeatures`, never loaded whole.
+    """
+    if isinstance(features, np.memmap):
+        batches = DiskFeatures(features, labels, batch_size, shuffle, seed)
+
+        def generate():
+            for index in range(len(batches)):
+                yield batches[index]
+            batches.on_epoch_end()
+
+        labels = np.asarray(labels)
+        return tf.data.Dataset.from_generator(
+            generate,
+            output_signature=(
+                tf.TensorSpec((None, *features.shape[1:]), tf.float32),
+                tf.TensorSpec((None, *labels.shape[1:]), tf.as_dtype(labels.dtype)),
+            ),
+        )
     dataset = tf.data.Dataset.from_tensor_slices((features, labels))
     if shuffle:
         dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
