@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from test_finetuner import tiny_backbone  # tests/finetuner is on the path
 
 import transferkit as tk
 from transferkit.features import FeatureCache
@@ -13,17 +14,6 @@ from transferkit.precision import (
     resolve_precision,
     with_precision,
 )
-
-
-def tiny_backbone(size=16):
-    keras.utils.set_random_seed(1234)
-    inputs = keras.Input((size, size, 3))
-    x = keras.layers.Rescaling(1 / 255, name="rescaling")(inputs)
-    x = keras.layers.Conv2D(8, 3, padding="same", name="block1_conv")(x)
-    x = keras.layers.BatchNormalization(name="block1_bn")(x)
-    x = keras.layers.ReLU(name="block1_relu")(x)
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="block2_conv")(x)
-    return keras.Model(inputs, x, name="tiny")
 
 
 def tiny_finetuner(**kwargs):
