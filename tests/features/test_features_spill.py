@@ -21,16 +21,21 @@ def tiny_finetuner(cache, **kwargs):
     return tk.FineTuner(backbone, weights=None, head=head, cache_features=cache, seed=1, **kwargs)
 
 
+def two_views(model, source, cache, batch_size):
+    """`cached_features` of the plain and a flipped view of each image."""
+    # A fresh augmentation layer each time, as each phase gets: the same flips.
+    flip = keras.layers.RandomFlip(seed=3)
+    return cached_features(
+        model, source, cache=cache, batch_size=batch_size, seed=3, views=2, augmentation=flip
+    )
+
+
 def test_spilled_features_equal_in_memory_ones(image_folder, tmp_path):
     source = as_image_source(image_folder())
     model = tiny_finetuner(False).build(["cat", "dog"])
 
     def extract(cache):
-        # A fresh augmentation layer each time, as each phase gets: the same flips.
-        flip = keras.layers.RandomFlip(seed=3)
-        return cached_features(
-            model, source, cache=cache, batch_size=5, seed=3, views=2, augmentation=flip
-        )
+        return two_views(model, source, cache, batch_size=5)
 
     in_memory, labels = extract(FeatureCache())
     spilled, spilled_labels = extract(FeatureCache(tmp_path, max_memory_bytes=0))
@@ -78,15 +83,10 @@ def test_spilled_multi_hot_labels_repeat_whole_rows_per_view(tmp_path):
     multi_hot = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1], [0, 0, 0], [1, 0, 0]])
     source = as_image_source(images, multi_hot, class_names=["a", "b", "c"], multi_label=True)
     model = tiny_finetuner(False).build(["a", "b", "c"], multi_label=True)
-
-    def extract(cache):
-        flip = keras.layers.RandomFlip(seed=3)
-        return cached_features(
-            model, source, cache=cache, batch_size=4, seed=3, views=2, augmentation=flip
-        )
-
-    _, labels = extract(FeatureCache())
-    _, spilled_labels = extract(FeatureCache(tmp_path, max_memory_bytes=0))
+    _, labels = two_views(model, source, FeatureCache(), batch_size=4)
+    _, spilled_labels = two_views(
+        model, source, FeatureCache(tmp_path, max_memory_bytes=0), batch_size=4
+    )
     expected = np.concatenate([source.labels, source.labels])
     assert np.asarray(spilled_labels).shape == (12, 3)
     np.testing.assert_array_equal(spilled_labels, expected)
