@@ -41,7 +41,6 @@ import json
 import subprocess
 import sys
 
-PRECISIONS = ("float32", "mixed_bfloat16")
 # What each measured copy is: a dtype policy, and whether bfloat16 uses transferkit's
 # BatchNormalization (as FineTuner trains) or Keras's.
 VARIANTS = {
