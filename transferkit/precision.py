@@ -168,11 +168,11 @@ _KERAS_BATCH_NORM = _class_of(keras.layers.BatchNormalization)
 _BFLOAT16_BATCH_NORM = _class_of(BFloat16BatchNormalization)
 
 
-def _with_policy(config, policy, bfloat16_batch_norm=True):
+def _with_policy(config, policy, batch_norm):
     """`config` with every float dtype policy in it replaced by `policy`, and its
-    BatchNormalization layers of the class that policy trains with."""
+    BatchNormalization layers of class `batch_norm[0]` made of class `batch_norm[1]`."""
     if isinstance(config, list):
-        return [_with_policy(value, policy, bfloat16_batch_norm) for value in config]
+        return [_with_policy(value, policy, batch_norm) for value in config]
     if not isinstance(config, dict):
         return config
     if (
@@ -180,19 +180,13 @@ def _with_policy(config, policy, bfloat16_batch_norm=True):
         and config.get("config", {}).get("name") in POLICIES
     ):
         return {**config, "config": {**config["config"], "name": policy}}
-    old, new = (
-        (_KERAS_BATCH_NORM, _BFLOAT16_BATCH_NORM)
-        if policy == "mixed_bfloat16" and bfloat16_batch_norm
-        else (_BFLOAT16_BATCH_NORM, _KERAS_BATCH_NORM)
-    )
+    old, new = batch_norm
     if "config" in config and all(config.get(key) == old[key] for key in _CLASS_KEYS):
         config = {**config, **new}
     # A classifier's `finetuner_config` holds settings (maybe a serialized backbone
     # as given), not this model's layers: it stays as it is.
     return {
-        key: value
-        if key == "finetuner_config"
-        else _with_policy(value, policy, bfloat16_batch_norm)
+        key: value if key == "finetuner_config" else _with_policy(value, policy, batch_norm)
         for key, value in config.items()
     }
 
@@ -223,7 +217,12 @@ def with_precision(
     if policy not in POLICIES:
         raise ValueError(f"`policy` must be one of {list(POLICIES)}. Received: {policy!r}")
     config = copy.deepcopy(keras.saving.serialize_keras_object(model))
-    config = _with_policy(config, policy, bfloat16_batch_norm)
+    batch_norm = (
+        (_KERAS_BATCH_NORM, _BFLOAT16_BATCH_NORM)
+        if policy == "mixed_bfloat16" and bfloat16_batch_norm
+        else (_BFLOAT16_BATCH_NORM, _KERAS_BATCH_NORM)
+    )
+    config = _with_policy(config, policy, batch_norm)
     with dtype_policy_scope(policy):
         clone = keras.saving.deserialize_keras_object(config)
     clone.set_weights(model.get_weights())
