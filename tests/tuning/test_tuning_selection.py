@@ -14,7 +14,7 @@ import transferkit as tk
 from transferkit import defaults
 from transferkit.tuning import tune
 from transferkit.tuning.budget import budgeted
-from transferkit.tuning.selection import Finalist, choose
+from transferkit.tuning.selection import Finalist, choose, clear_gain_z
 
 TINY = {"backbones": "mobilenet", "weights": None, "input_shape": 32, "batch_size": 8}
 
@@ -111,6 +111,21 @@ def test_the_default_keeps_its_place_unless_a_challenger_is_clearly_better():
     assert choose(
         [default, Finalist("2", False, 0.85, 0.9, clear)], multi_label=False
     ).trial_id == ("2")
+
+
+def test_the_more_challengers_the_clearer_the_lead_must_be():
+    """The best of two challengers is the larger of two draws: its bar is higher (Bonferroni)."""
+    default = Finalist("0", True, 0.80, 0.80, np.ones(200, dtype=bool))
+    default.correct[:16] = False
+    leader = np.ones(200, dtype=bool)
+    leader[16:24] = False
+    challenger = Finalist("1", False, 0.85, 0.84, leader)
+    # 16 wins, 8 losses: 8 > 1.28 * sqrt(24) = 6.3, but not > 1.64 * sqrt(24) = 8.1.
+    assert choose([default, challenger], multi_label=False) is challenger
+    weaker = Finalist("2", False, 0.86, 0.79, np.ones(200, dtype=bool))
+    assert choose([default, challenger, weaker], multi_label=False) is default
+    assert clear_gain_z(1) == pytest.approx(1.2816, abs=1e-4)
+    assert clear_gain_z(2) == pytest.approx(1.6449, abs=1e-4)
 
 
 def test_refit_trains_on_every_image_and_the_model_keeps_its_settings(search, tmp_path):

@@ -7,9 +7,13 @@ held out of the search, and the default recipe keeps its place unless a
 challenger beats it there clearly:
 
 - single-label data: on the confirmation images where the two models disagree,
-  the challenger must be right more often than the default by more than
-  `CLEAR_GAIN_Z` standard deviations of that count under "equally good"
-  (`b - c > z * sqrt(b + c)`, McNemar's paired comparison);
+  the challenger must be right more often than the default by more than `z`
+  standard deviations of that count under "equally good" (`b - c > z *
+  sqrt(b + c)`, McNemar's paired comparison). The challenger tested is the best
+  of several on these same images, so its lead is the largest of several draws:
+  `z` is one-sided at `FALSE_SWITCH_RATE / challengers` (Bonferroni), so that
+  when no challenger is better, the default is replaced at most that often
+  whatever the number of finalists (z = 1.28 for one challenger, 1.64 for two);
 - multi-label data: the challenger's mean average precision on the
   confirmation images must exceed the default's by more than
   `CLEAR_MULTI_LABEL_GAIN`.
@@ -17,12 +21,13 @@ challenger beats it there clearly:
 
 import dataclasses
 import math
+import statistics
 
 import numpy as np
 import pandas as pd
 
-# One-sided 90 %: an equally good challenger replaces the default one time in ten.
-CLEAR_GAIN_Z = 1.28
+# How often, at most, the default is replaced when no challenger is truly better.
+FALSE_SWITCH_RATE = 0.1
 CLEAR_MULTI_LABEL_GAIN = 0.01
 
 
@@ -37,13 +42,20 @@ class Finalist:
     correct: np.ndarray | None  # per image, single-label only
 
 
-def clear_gain(challenger: Finalist, default: Finalist, multi_label: bool) -> bool:
-    """Whether `challenger` beats `default` on the confirmation split beyond its noise."""
+def clear_gain_z(challengers: int) -> float:
+    """The standard deviations a challenger's lead must exceed, the best of `challengers`."""
+    return statistics.NormalDist().inv_cdf(1 - FALSE_SWITCH_RATE / max(1, challengers))
+
+
+def clear_gain(
+    challenger: Finalist, default: Finalist, multi_label: bool, challengers: int = 1
+) -> bool:
+    """Whether `challenger` (the best of `challengers`) beats `default` beyond the noise."""
     if multi_label or challenger.correct is None or default.correct is None:
         return challenger.confirmation - default.confirmation > CLEAR_MULTI_LABEL_GAIN
     wins = int(np.sum(challenger.correct & ~default.correct))
     losses = int(np.sum(default.correct & ~challenger.correct))
-    return wins - losses > CLEAR_GAIN_Z * math.sqrt(wins + losses)
+    return wins - losses > clear_gain_z(challengers) * math.sqrt(wins + losses)
 
 
 def choose(finalists: list[Finalist], multi_label: bool) -> Finalist:
@@ -55,7 +67,7 @@ def choose(finalists: list[Finalist], multi_label: bool) -> Finalist:
     default = next((finalist for finalist in finalists if finalist.default), None)
     if default is None:
         return challengers[0]
-    if challengers and clear_gain(challengers[0], default, multi_label):
+    if challengers and clear_gain(challengers[0], default, multi_label, len(challengers)):
         return challengers[0]
     return default
 
