@@ -117,6 +117,10 @@ def run_versus_default(config, args):
             )
             finetuner = result.best_finetuner(refit=True)
         finalists = result.finalists
+        values = {trial.trial_id: trial.hyperparameters.values for trial in result.trials}
+        records = finalists.round(4).to_dict("records")
+        for record in records:
+            record["hyperparameters"] = values[record["trial_id"]]
         row.update(
             time_budget=budget,
             trials=len(result.trials),
@@ -125,7 +129,7 @@ def run_versus_default(config, args):
             default_chosen=bool(finalists.loc[finalists["chosen"], "default"].item()),
             validation_gain=result.validation_gain,
             confirmed_gain=result.confirmed_gain,
-            finalists=finalists.round(4).to_dict("records"),
+            finalists=records,
             best=result.best_hyperparameters,
         )
         shutil.rmtree(directory, ignore_errors=True)

@@ -7,6 +7,7 @@ from keras_tuner.engine import hyperparameters as hp_types
 
 import transferkit as tk
 from transferkit.tuning import FineTunerHyperModel, tune
+from transferkit.tuning.space import image_sizes, larger_size
 
 MOBILENET_BLOCKS = 14
 MOBILENETV2_BLOCKS = 18
@@ -199,6 +200,26 @@ def test_a_head_only_search_declares_no_unfreezing_hyperparameters():
 def test_bad_search_spaces_say_what_is_wrong(search_space, message):
     with pytest.raises(ValueError, match=message):
         hypermodel(search_space=search_space)
+
+
+def test_a_given_input_size_is_searched_with_one_about_a_quarter_larger():
+    model = FineTunerHyperModel(["cat", "dog"], "mobilenet", weights=None, input_shape=128)
+    size = {p.name: p for p in declared(model).space}["image_size"]
+    assert isinstance(size, hp_types.Choice)
+    assert size.values == [128, 160] and size.default == 128
+    # The default trial keeps the given size; the larger one builds a larger model.
+    assert model.make_finetuner(declared(model)).input_shape == (128, 128, 3)
+    assert model.make_finetuner(declared(model, {"image_size": 160})).input_shape == (
+        160,
+        160,
+        3,
+    )
+    assert [larger_size(side) for side in (64, 160, 224)] == [96, 192, 288]
+    # Where the larger size rounds back to the given one, the size is fixed.
+    assert isinstance(image_sizes(32), hp_types.Fixed)
+    # A size the user lists replaces the default pair.
+    listed = hypermodel(search_space={"image_size": [32, 64]})
+    assert {p.name: p for p in declared(listed).space}["image_size"].values == [32, 64]
 
 
 def test_a_space_where_nothing_varies_is_empty():

@@ -60,14 +60,15 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
     augmentation (random shifts and zooms), whether and after how many frozen
     epochs the backbone unfreezes, how many of its top blocks unfreeze, the
     fine-tuning learning rate and the layer-wise decay of the backbone's rates
-    (`lowest_block_multiplier`); the image size when `search_space` lists
-    sizes. Every default is what `FineTuner` does
+    (`lowest_block_multiplier`); the image size when `input_shape` is given
+    (that side and one about 25 % larger) or `search_space` lists sizes.
+    Every default is what `FineTuner` does
     when left alone, so the default trial is the default recipe:
 
     | name | default | range |
     | --- | --- | --- |
     | `backbone` | first of `backbones` | `backbones` |
-    | `image_size` | the side of `input_shape` (when given) | sizes listed in `search_space` |
+    | `image_size` | the side of `input_shape` (when given) | it and ~1.25x it, or listed sizes |
     | `head_depth` | `0` (linear head) | int 0-2 |
     | `head_units` | `256` (when `head_depth` > 0) | 64, 128, 256, 512 |
     | `dropout` | `0.2` | 0.0-0.5, step 0.1 |
