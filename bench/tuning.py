@@ -42,6 +42,8 @@ import subprocess
 import sys
 import tempfile
 
+from transferkit import defaults
+
 HEAD_SEARCH = {"unfreeze": False, "augmentation_strength": 0.0, "label_smoothing": 0.0}
 # The refit trains the winner on every image (about 1.25x the default's images), and
 # confirming the finalists predicts the confirmation split once each: kept out of the
@@ -113,6 +115,7 @@ def run_versus_default(config, args):
                 directory=directory,
                 overwrite=True,
                 seed=seed,
+                change_rate=args.change_rate,
                 verbose=0,
             )
             finetuner = result.best_finetuner(refit=True)
@@ -209,6 +212,7 @@ def run_one(config, args):
     from transferkit.tuning import FineTunerHyperModel, TuneResult, tune
     from transferkit.tuning.budget import default_first
     from transferkit.tuning.inputs import resolve_data
+    from transferkit.tuning.near_default import near_default
 
     x_train, y_train, x_test, y_test = cats_vs_dogs(args.train_images, args.test_images)
     weights = str(weights_path())
@@ -249,7 +253,9 @@ def run_one(config, args):
             project_name="plain",
             overwrite=True,
         )
-        default_first(tuner.oracle)  # as tune does: trial one is the default recipe
+        # As tune does: trial one is the default recipe, the others near it.
+        default_first(tuner.oracle)
+        near_default(tuner.oracle, args.change_rate)
         with Timer() as timer:
             tuner.search(
                 train,
@@ -275,6 +281,7 @@ def run_one(config, args):
                 project_name=tuner,
                 overwrite=True,
                 confirmation_split=0,
+                change_rate=args.change_rate,
                 verbose=0,
                 **settings,
             )
@@ -335,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--budget-factor", type=float, default=5.0)
     parser.add_argument("--tuner", default="random")
+    parser.add_argument(
+        "--change-rate",
+        type=float,
+        default=defaults.CHANGE_RATE,
+        help="tune's change_rate (1: plain random search)",
+    )
     parser.add_argument("--task", help=argparse.SUPPRESS)
     parser.add_argument("--default-seconds", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--one", help=argparse.SUPPRESS)

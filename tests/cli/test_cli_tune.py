@@ -51,7 +51,12 @@ def test_tune_writes_results_plot_and_best_model(tmp_path, write_class_folder):
 
 @pytest.mark.parametrize(
     "option, value",
-    [("--max-trials", "0"), ("--time-budget", "0"), ("--confirmation-split", "1")],
+    [
+        ("--max-trials", "0"),
+        ("--time-budget", "0"),
+        ("--confirmation-split", "1"),
+        ("--change-rate", "0"),
+    ],
 )
 def test_tune_rejects_bad_arguments_in_one_line(tmp_path, write_class_folder, option, value):
     data = write_class_folder(tmp_path / "data", per_class=2)

@@ -259,6 +259,8 @@ def test_a_weights_file_needs_a_dict_for_several_backbones(tmp_path):
         ({"tuner": "annealing"}, ValueError, r"Unknown tuner 'annealing'.*'hyperband'"),
         ({"tuner": keras.Model}, ValueError, r"Unknown tuner"),
         ({"batch_size": 0}, ValueError, r"`batch_size` must be an integer >= 1"),
+        ({"change_rate": 0}, ValueError, r"`change_rate` must be a fraction in \(0, 1\]"),
+        ({"change_rate": 1.5}, ValueError, r"change_rate=1.5"),
         ({"validation_split": 0}, ValueError, r"A search compares trials on validation data"),
         (
             {"objective": "val_auc"},

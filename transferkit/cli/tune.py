@@ -103,6 +103,15 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
         type=float,
         metavar="FRACTION",
     )
+    add_defaulted(
+        parser,
+        "--change-rate",
+        defaults.CHANGE_RATE,
+        "chance that a trial changes each hyperparameter from its default; 1 draws every "
+        "one at random (plain random search)",
+        type=float,
+        metavar="FRACTION",
+    )
     parser.add_argument(
         "--refit",
         action="store_true",
@@ -149,6 +158,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             "--confirmation-split must be a fraction in [0, 1) (0: choose on validation "
             f"alone). Received: --confirmation-split {args.confirmation_split:g}"
+        )
+    if not 0 < args.change_rate <= 1:
+        raise ValueError(
+            "--change-rate must be a fraction in (0, 1] (1: plain random search). Received: "
+            f"--change-rate {args.change_rate:g}"
         )
     holds_search = (Path(args.out).expanduser() / PROJECT).is_dir()
     out = check_output_folder(
@@ -217,6 +231,7 @@ def _search(tune, source, weights, out, args):
         class_weight=args.class_weight,
         time_budget=args.time_budget,
         confirmation_split=args.confirmation_split,
+        change_rate=args.change_rate,
         verbose=1 if sys.stdout.isatty() else 0,
     )
 

@@ -12,6 +12,7 @@ from transferkit.tuning import distributed
 from transferkit.tuning.budget import budgeted, default_first
 from transferkit.tuning.hypermodel import MULTI_LABEL_OBJECTIVES, FineTunerHyperModel
 from transferkit.tuning.inputs import resolve_class_weight, resolve_data
+from transferkit.tuning.near_default import near_default
 from transferkit.tuning.project import check_same_search, search_settings, write_settings
 from transferkit.tuning.results import TuneResult, raise_if_no_success
 from transferkit.utils.log import logger
@@ -54,6 +55,7 @@ def tune(
     time_budget: float | None = None,
     confirmation_split: float = defaults.CONFIRMATION_SPLIT,
     finalists: int = 3,
+    change_rate: float = defaults.CHANGE_RATE,
     verbose: int = 1,
 ) -> TuneResult:
     """Searches the fine-tuning recipe's hyperparameters with KerasTuner.
@@ -64,7 +66,10 @@ def tune(
     `backbones`, the head's depth, width and dropout, its learning rate,
     whether and after how many frozen epochs the backbone unfreezes, how many
     of its blocks and the fine-tuning learning rate (see
-    `FineTunerHyperModel` for each default and range). Trials that share a
+    `FineTunerHyperModel` for each default and range). Each trial after the
+    first is the default recipe with a few changes: every hyperparameter is
+    drawn at random with probability `change_rate` and otherwise keeps its
+    default (see `transferkit.tuning.near_default`). Trials that share a
     backbone compute its features once: a search over the head costs about one
     pass of the backbone over the data, not one per trial and epoch. Each
     trial clears the Keras session when it ends.
@@ -171,6 +176,9 @@ def tune(
             alone. Defaults to `0.2`.
         finalists: int. Finalists measured on the confirmation split, the
             default recipe included. Defaults to `3`.
+        change_rate: float in (0, 1]. The chance that a trial changes each
+            hyperparameter from its default; `1` draws every one at random
+            (plain random search). Defaults to `0.25`.
         verbose: int. `0` silent, `1` KerasTuner's summary of each trial, `2`
             also Keras's line per epoch. Defaults to `1`.
 
@@ -224,6 +232,16 @@ def tune(
         raise ValueError(
             "`finalists` must be an integer >= 1 (the default recipe counts as one). "
             f"Received: finalists={finalists!r}"
+        )
+    if not (
+        isinstance(change_rate, (int, float))
+        and not isinstance(change_rate, bool)
+        and 0 < change_rate <= 1
+    ):
+        raise ValueError(
+            "`change_rate` must be a fraction in (0, 1]: the chance that a trial changes each "
+            "hyperparameter from its default (1: plain random search). "
+            f"Received: change_rate={change_rate!r}"
         )
     if not (isinstance(confirmation_split, (int, float)) and 0 <= confirmation_split < 1):
         raise ValueError(
@@ -287,6 +305,7 @@ def tune(
         project_name=project_name,
         overwrite=overwrite,
         options=tuner_options,
+        change_rate=change_rate,
     )
     if role != "worker":
         write_settings(search.project_dir, settings)
@@ -352,8 +371,13 @@ def make_tuner(
     project_name: str,
     overwrite: bool,
     options: Mapping | None = None,
+    change_rate: float = 1.0,
 ) -> keras_tuner.Tuner:
-    """Builds a KerasTuner tuner of `tuner_class` around the hypermodel."""
+    """Builds a KerasTuner tuner of `tuner_class` around the hypermodel.
+
+    Its oracle draws the default recipe first, then (with `change_rate` < 1)
+    near the default.
+    """
     parameters = inspect.signature(tuner_class.__init__).parameters
     kwargs = {
         "hypermodel": hypermodel,
@@ -381,4 +405,5 @@ def make_tuner(
         # Hyperband takes no max_trials; its oracle's base class honours the cap.
         tuner.oracle.max_trials = max_trials
     default_first(tuner.oracle)
+    near_default(tuner.oracle, change_rate)
     return tuner

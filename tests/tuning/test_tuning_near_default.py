@@ -1,0 +1,77 @@
+"""Draws near the default recipe: a few hyperparameters changed, the rest at their defaults."""
+
+import keras_tuner
+import numpy as np
+import pytest
+
+from transferkit.tuning import FineTunerHyperModel
+from transferkit.tuning.near_default import NearDefault, near_default
+
+
+@pytest.fixture(scope="module")
+def space():
+    """The default search space (MobileNet at 128 px: the image size varies too)."""
+    hypermodel = FineTunerHyperModel(["cat", "dog"], "mobilenet", weights=None, input_shape=128)
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare_hyperparameters(hp)
+    return hp
+
+
+def oracle(space, change_rate=None, seed=7):
+    made = keras_tuner.oracles.RandomSearchOracle(
+        objective="val_accuracy", max_trials=100, seed=seed, hyperparameters=space.copy()
+    )
+    if change_rate is not None:
+        near_default(made, change_rate)
+    return made
+
+
+def changes(values, space):
+    defaults = {hp.name: hp.default for hp in space.space}
+    return {name for name, value in values.items() if value != defaults[name]}
+
+
+def test_a_draw_changes_a_few_hyperparameters_and_keeps_the_others(space):
+    near = oracle(space, 0.25)
+    draws = [near._random_values() for _ in range(300)]
+    changed = [changes(values, space) for values in draws]
+    counts = np.array([len(names) for names in changed])
+    varying = sum(
+        1 for hp in space.space if hp.name not in ("backbone", "head_units", "frozen_epochs")
+    )
+    # Each of the ~11 varying hyperparameters is redrawn with probability 0.25 (a redraw
+    # may land on the default), so about 2 changes a draw; plain random search changes ~9.
+    assert varying >= 10
+    assert 1.2 < counts.mean() < 3.5, counts.mean()
+    plain = [changes(oracle(space, seed=seed)._random_values(), space) for seed in range(60)]
+    assert np.mean([len(names) for names in plain]) > 6
+    # Every hyperparameter that varies is changed in some draw, never the fixed backbone.
+    assert set().union(*changed) >= {"image_size", "unfreeze", "fine_tune_learning_rate"}
+    assert "backbone" not in set().union(*changed)
+    # A draw is a valid trial: conditional values only where their branch is active.
+    for values in draws:
+        assert ("head_units" in values) == (values["head_depth"] > 0)
+        assert ("frozen_epochs" in values) == values["unfreeze"]
+
+
+def test_a_change_rate_of_one_is_plain_random_search(space):
+    near, plain = oracle(space, 1.0), oracle(space)
+    assert isinstance(near, NearDefault)
+    for _ in range(5):
+        assert near._random_values() == plain._random_values()
+
+
+def test_draws_are_seeded_and_skip_what_was_tried(space):
+    first = [oracle(space, 0.25, seed=3)._random_values() for _ in range(2)]
+    assert first[0] == first[1]
+    near = oracle(space, 0.25, seed=3)
+    defaults = {hp.name: hp.default for hp in space.space if space.is_active(hp)}
+    near._tried_so_far.add(near._compute_values_hash(defaults))
+    draws = [near._random_values() for _ in range(50)]
+    assert all(values != defaults for values in draws)
+
+
+def test_a_worker_oracle_is_left_alone():
+    client = object()
+    near_default(client, 0.25)
+    assert not isinstance(client, NearDefault)
