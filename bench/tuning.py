@@ -81,7 +81,8 @@ def run_versus_default(config, args):
     from transferkit.features import FeatureCache
 
     task, seed = args.task, args.seed
-    x_train, y_train, x_test, y_test = task_data(task, args.train_images, args.test_images, seed)
+    images = args.cifar10_train_images if task == "cifar10" else args.train_images
+    x_train, y_train, x_test, y_test = task_data(task, images, args.test_images, seed)
     weights = str(weights_path())
     row = {"task": task, "seed": seed, "config": config}
     if config == "default":
