@@ -71,6 +71,17 @@ def test_draws_are_seeded_and_skip_what_was_tried(space):
     assert all(values != defaults for values in draws)
 
 
+def test_different_seeds_draw_different_trials(space):
+    """Neighbouring seeds must not run the same trials (KerasTuner's seeds are a counter)."""
+    searches = []
+    for seed in (4, 5, 6):
+        near = oracle(space, 0.25, seed=seed)
+        searches.append([near._random_values() for _ in range(5)])
+    for one, other in [(0, 1), (1, 2), (0, 2)]:
+        shared = [values for values in searches[one] if values in searches[other]]
+        assert len(shared) <= 1, shared
+
+
 def test_a_worker_oracle_is_left_alone():
     client = object()
     near_default(client, 0.25)

@@ -39,16 +39,14 @@ class NearDefault:
             return super()._random_values()
         collisions = 0
         while True:
+            rng = self._draw_random_state()
             hps = hp_module.HyperParameters()
             for hp in self.hyperparameters.space:
                 hps.merge([hp])
                 if not hps.is_active(hp):  # only active ones go in `values`
                     continue
-                change = random.Random(self._seed_state).random() < self.change_rate
-                self._seed_state += 1
-                if change:
-                    hps.values[hp.name] = hp.random_sample(self._seed_state)
-                    self._seed_state += 1
+                if rng.random() < self.change_rate:
+                    hps.values[hp.name] = hp.random_sample(rng.randrange(2**32))
                 else:
                     hps.values[hp.name] = hp.default
             if not self._duplicate(hps.values):
@@ -57,6 +55,21 @@ class NearDefault:
             collisions += 1
             if collisions > self._max_collisions:
                 return None
+
+    def _draw_random_state(self) -> random.Random:
+        """A generator for one draw, from the oracle's seed and its count of draws.
+
+        KerasTuner seeds each value with the running integer `_seed_state`, so
+        the draws of two oracles whose seeds differ by one are shifted copies of
+        each other, and a draw that uses one number more or fewer (a change or
+        not) can make them the same from then on. Hashing the seed and the count
+        together (Python seeds a string through SHA-512) keeps the draws of
+        different seeds apart, and the search reproducible and resumable (the
+        count is `_seed_state`, which the oracle saves).
+        """
+        rng = random.Random(f"{self.seed}/{self._seed_state}")
+        self._seed_state += 1
+        return rng
 
 
 def near_default(oracle, change_rate: float) -> None:
