@@ -217,7 +217,8 @@ def run_one(config, args):
 
     x_train, y_train, x_test, y_test = cats_vs_dogs(args.train_images, args.test_images)
     weights = str(weights_path())
-    space = dict(HEAD_SEARCH) if args.space == "head" else {}
+    # A head search at the one image size (the default space would add a larger one).
+    space = dict(HEAD_SEARCH, image_size=args.image_size) if args.space == "head" else {}
     if args.learning_rate_range:
         low, high = args.learning_rate_range
         space["learning_rate"] = {"min_value": low, "max_value": high}
