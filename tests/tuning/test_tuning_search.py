@@ -111,8 +111,10 @@ def test_results_have_one_row_per_trial_with_hyperparameters_and_metrics(head_se
     assert results["best_epoch"].between(1, EPOCHS).all()
     assert (results["seconds"] > 0).all()
     assert results["val_accuracy"].between(0, 1).all()
-    # Trials differ in what was searched, not in what was fixed.
-    assert results["learning_rate"].nunique() == TRIALS
+    # Trials differ in what was searched (near the default: a few values each), not in
+    # what was fixed.
+    searched = ["head_depth", "head_units", "dropout", "learning_rate", "label_smoothing"]
+    assert not results.reindex(columns=searched).astype(str).duplicated().any()
     assert (results["unfreeze"] == False).all()  # noqa: E712
     best = results.loc[results["val_accuracy"].idxmax()]
     assert result.best_trial.trial_id == best["trial_id"]
