@@ -194,8 +194,8 @@ class TuneResult:
 
         The finalists are the default recipe and the `finalists - 1` best other
         trials on validation, all at full budget. The default stays the winner
-        unless a challenger beats it clearly on the confirmation split (see
-        `transferkit.tuning.selection`). `tune` calls this when it holds out a
+        unless the best of those others beats it clearly on the confirmation
+        split (see `transferkit.tuning.selection`). `tune` calls this when it holds out a
         confirmation split.
 
         Args:

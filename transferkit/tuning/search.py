@@ -97,7 +97,7 @@ def tune(
     held out of the search; when the search ends, the finalists (the default
     recipe and the `finalists - 1` best other trials on validation, at full
     budget) are measured on those images, and the default recipe stays the
-    choice unless a challenger beats it there clearly (see
+    choice unless the best of the other trials beats it there clearly (see
     `transferkit.tuning.selection`). `TuneResult.finalists` lists them, and
     `TuneResult.gain_survived` says how much of the validation gain held on
     the confirmation images. `best_finetuner(refit=True)` then trains the
