@@ -19,9 +19,17 @@ import keras
 import keras_tuner
 from keras_tuner.engine import hyperparameters as hp_module
 
-# Subclasses made once per class, so a resumed search or a second search reuses them.
-_DEFAULT_FIRST = {}
-_BUDGETED = {}
+# Subclasses made once per (mixin, class), so a resumed search or a second search reuses them.
+_MIXED_IN = {}
+
+
+def mixed_in(mixin: type, cls: type) -> type:
+    """`cls` with `mixin` in front, named like `cls` (the same class for the same pair)."""
+    if issubclass(cls, mixin):
+        return cls
+    if (mixin, cls) not in _MIXED_IN:
+        _MIXED_IN[mixin, cls] = type(cls.__name__, (mixin, cls), {})
+    return _MIXED_IN[mixin, cls]
 
 
 class DefaultFirst:
@@ -50,14 +58,11 @@ def default_first(oracle) -> None:
     to a subclass that adds `DefaultFirst`; its state and records are untouched.
     A worker's oracle is the chief's, served over the network: left alone.
     """
-    cls = type(oracle)
-    if not isinstance(oracle, keras_tuner.Oracle) or isinstance(oracle, DefaultFirst):
+    if not isinstance(oracle, keras_tuner.Oracle):
         return
     if isinstance(oracle, keras_tuner.oracles.GridSearchOracle):
         return  # a grid starts from the defaults already
-    if cls not in _DEFAULT_FIRST:
-        _DEFAULT_FIRST[cls] = type(cls.__name__, (DefaultFirst, cls), {})
-    oracle.__class__ = _DEFAULT_FIRST[cls]
+    oracle.__class__ = mixed_in(DefaultFirst, type(oracle))
 
 
 class BudgetExhausted(keras_tuner.errors.FailedTrialError):
@@ -123,8 +128,4 @@ class TimeBudget:
 
 def budgeted(tuner_class: type) -> type:
     """`tuner_class` with `TimeBudget` mixed in (the same class for the same input)."""
-    if issubclass(tuner_class, TimeBudget):
-        return tuner_class
-    if tuner_class not in _BUDGETED:
-        _BUDGETED[tuner_class] = type(tuner_class.__name__, (TimeBudget, tuner_class), {})
-    return _BUDGETED[tuner_class]
+    return mixed_in(TimeBudget, tuner_class)

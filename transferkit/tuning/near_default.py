@@ -20,8 +20,7 @@ import random
 import keras_tuner
 from keras_tuner.engine import hyperparameters as hp_module
 
-# Subclasses made once per oracle class.
-_NEAR_DEFAULT = {}
+from transferkit.tuning.budget import mixed_in
 
 
 class NearDefault:
@@ -81,9 +80,5 @@ def near_default(oracle, change_rate: float) -> None:
     """
     if not isinstance(oracle, keras_tuner.Oracle):
         return
-    cls = type(oracle)
-    if not isinstance(oracle, NearDefault):
-        if cls not in _NEAR_DEFAULT:
-            _NEAR_DEFAULT[cls] = type(cls.__name__, (NearDefault, cls), {})
-        oracle.__class__ = _NEAR_DEFAULT[cls]
+    oracle.__class__ = mixed_in(NearDefault, type(oracle))
     oracle.change_rate = float(change_rate)
