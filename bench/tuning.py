@@ -211,9 +211,8 @@ def run_one(config, args):
     from bench.common import Timer, cats_vs_dogs, peak_rss_mib, weights_path
     from transferkit.features import FeatureCache
     from transferkit.tuning import FineTunerHyperModel, TuneResult, tune
-    from transferkit.tuning.budget import default_first
     from transferkit.tuning.inputs import resolve_data
-    from transferkit.tuning.near_default import near_default
+    from transferkit.tuning.search import make_tuner
 
     x_train, y_train, x_test, y_test = cats_vs_dogs(args.train_images, args.test_images)
     weights = str(weights_path())
@@ -246,18 +245,19 @@ def run_one(config, args):
     elif config == "plain":
         train, validation, _ = resolve_data(x_train, y_train, None, 0.2, args.seed)
         hypermodel = FineTunerHyperModel(train.class_names, cache_features=False, **settings)
-        tuner = keras_tuner.RandomSearch(
+        # KerasTuner's own RandomSearch (no time budget), built as tune builds its tuner:
+        # the same seed, trial one the default recipe, the others near it.
+        tuner = make_tuner(
+            keras_tuner.RandomSearch,
             hypermodel,
-            objective=hypermodel.objective,
             max_trials=args.trials,
-            seed=args.seed + 1,  # what tune passes (KerasTuner reads a seed of 0 as none)
+            epochs=args.epochs,
+            seed=args.seed,
             directory=directory,
             project_name="plain",
             overwrite=True,
+            change_rate=args.change_rate,
         )
-        # As tune does: trial one is the default recipe, the others near it.
-        default_first(tuner.oracle)
-        near_default(tuner.oracle, args.change_rate)
         with Timer() as timer:
             tuner.search(
                 train,
