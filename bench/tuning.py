@@ -24,7 +24,7 @@ Test accuracy is on CIFAR-10's test split, never seen by the search.
 With `--tasks`, it measures instead whether a search pays: for each task and seed,
 the default `FineTuner` (its held-out accuracy and seconds), then `tune` over the
 default search space with `time_budget` set so that the search, the finalists'
-confirmation and the refit of the winner on every image together take about
+confirmation and the refit of the winner on every image together take at most
 `--budget-factor` times the default's seconds; the searched model is the one
 `best_finetuner(refit=True)` returns. Tasks: `cats_dogs` (CIFAR-10 cats vs dogs,
 `--train-images` in all) and `cifar10` (the ten classes, `--cifar10-train-images` in
@@ -45,10 +45,19 @@ import tempfile
 from transferkit import defaults
 
 HEAD_SEARCH = {"unfreeze": False, "augmentation_strength": 0.0, "label_smoothing": 0.0}
-# The refit trains the winner on every image (about 1.25x the default's images), and
-# confirming the finalists predicts the confirmation split once each: kept out of the
-# search's own time_budget, so that the whole stays near the budget factor.
-REFIT_SHARE = 1.5
+
+
+def refit_share(image_size: int) -> float:
+    """The refit's and the confirmation's cost, in default runs, kept out of `time_budget`.
+
+    The refit trains the winner on every image (1.25x the default's images), at
+    up to the largest searched image size (pixels cost as their number), and
+    confirming the finalists predicts the confirmation split once each: so the
+    whole search never takes more than the budget factor.
+    """
+    from transferkit.tuning.space import larger_size
+
+    return 1.25 * (larger_size(image_size) / image_size) ** 2 + 0.1
 
 
 def task_data(task: str, train_images: int, test_images: int, seed: int):
@@ -98,7 +107,8 @@ def run_versus_default(config, args):
                 x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, verbose=0
             )
     else:
-        budget = max(1.0, (args.budget_factor - REFIT_SHARE) * args.default_seconds)
+        reserve = refit_share(args.image_size)
+        budget = max(1.0, (args.budget_factor - reserve) * args.default_seconds)
         directory = tempfile.mkdtemp(prefix="transferkit-bench-search-")
         with Timer() as timer:
             result = tk.tune(

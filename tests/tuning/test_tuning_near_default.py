@@ -1,10 +1,12 @@
-"""Draws near the default recipe: a few hyperparameters changed, the rest at their defaults."""
+"""Trials near the default recipe: the default (and it at a larger size) first, then draws
+that change a few hyperparameters and keep the rest at their defaults."""
 
 import keras_tuner
 import numpy as np
 import pytest
 
 from transferkit.tuning import FineTunerHyperModel
+from transferkit.tuning.budget import default_first
 from transferkit.tuning.near_default import NearDefault, near_default
 
 
@@ -86,3 +88,34 @@ def test_a_worker_oracle_is_left_alone():
     client = object()
     near_default(client, 0.25)
     assert not isinstance(client, NearDefault)
+
+
+def test_the_default_recipe_then_its_larger_image_size_come_before_any_draw(space, tmp_path):
+    """Trial one is the default recipe, trial two the same recipe at the larger image size."""
+    near = oracle(space, 0.25)
+    near._set_project_dir(str(tmp_path), "search")  # where the oracle writes its trials
+    default_first(near)
+    defaults = {hp.name: hp.default for hp in space.space if space.is_active(hp)}
+    assert defaults["image_size"] == 128
+    drawn = []
+    for _ in range(4):
+        trial = near.create_trial("tuner0")
+        drawn.append(dict(trial.hyperparameters.values))
+        trial.status = "COMPLETED"
+        near.update_trial(trial.trial_id, {"val_accuracy": 0.5})
+        near.end_trial(trial)
+    assert drawn[0] == defaults
+    assert drawn[1] == dict(defaults, image_size=160)
+    # Then draws near the default, none repeating the two above.
+    assert all(values not in drawn[:2] for values in drawn[2:])
+    assert len({tuple(sorted(values.items())) for values in drawn}) == 4
+
+
+def test_a_fixed_image_size_adds_no_trial_before_the_draws():
+    hypermodel = FineTunerHyperModel(["cat", "dog"], "mobilenet", weights=None, input_shape=32)
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare_hyperparameters(hp)
+    near = oracle(hp, 0.25)
+    default_first(near)
+    defaults = {item.name: item.default for item in hp.space if hp.is_active(item)}
+    assert near.anchor_values() == [defaults]

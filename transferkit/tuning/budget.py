@@ -6,7 +6,8 @@ the search loop, the oracle's choices and the records stay KerasTuner's:
 
 - `DefaultFirst` (an oracle mixin): the first values an oracle draws are every
   hyperparameter's default, i.e. the default recipe, so trial one of every
-  search is what `FineTuner` does when left alone;
+  search is what `FineTuner` does when left alone; when the image size is
+  searched, the default recipe at each larger size follows;
 - `TimeBudget` (a tuner mixin): before each new trial, the tuner stops the
   search when the time left cannot pay for another trial (the mean of the
   trials so far), and a trial still running when the budget ends is stopped
@@ -33,22 +34,44 @@ def mixed_in(mixin: type, cls: type) -> type:
 
 
 class DefaultFirst:
-    """Oracle mixin: the first trial is every hyperparameter's default (the default recipe).
+    """Oracle mixin: the default recipe first, then the default recipe at each larger size.
 
-    It runs at full budget whatever the oracle: Hyperband's brackets start
-    after it (it carries no `tuner/epochs`, so it trains every epoch), and the
-    oracle records its values, so no later trial repeats them.
+    Trial one is every hyperparameter's default (the default recipe). When the
+    image size is searched, the next trials are the default recipe at each
+    image size larger than the default one, smallest first: an ImageNet
+    backbone sees small photos better when they are enlarged towards the size
+    it was trained at, so the same recipe on more pixels is the first thing a
+    larger budget should try (see `transferkit.tuning.space.image_sizes`).
+    The random draws come after them.
+
+    These trials run at full budget whatever the oracle: Hyperband's brackets
+    start after them (they carry no `tuner/epochs`, so they train every
+    epoch), and the oracle records their values, so no later trial repeats
+    them.
     """
 
     def populate_space(self, trial_id):
-        if self.trials:
-            return super().populate_space(trial_id)
+        anchors = self.anchor_values()
+        if len(self.trials) < len(anchors):
+            values = anchors[len(self.trials)]
+            if not self._duplicate(values):  # e.g. the user's tuner drew it already
+                return {"status": "RUNNING", "values": values}
+        return super().populate_space(trial_id)
+
+    def anchor_values(self) -> list[dict]:
+        """The values of the trials drawn before any random one, in order."""
         hps = hp_module.HyperParameters()
         for hp in self.hyperparameters.space:
             hps.merge([hp])
             if hps.is_active(hp):
                 hps.values[hp.name] = hp.default
-        return {"status": "RUNNING", "values": hps.values}
+        default = dict(hps.values)
+        anchors = [default]
+        size = next((hp for hp in self.hyperparameters.space if hp.name == "image_size"), None)
+        if isinstance(size, hp_module.Choice) and "image_size" in default:
+            larger = sorted(value for value in size.values if value > default["image_size"])
+            anchors += [dict(default, image_size=value) for value in larger]
+        return anchors
 
 
 def default_first(oracle) -> None:
