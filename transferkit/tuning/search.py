@@ -66,10 +66,12 @@ def tune(
     `backbones`, the head's depth, width and dropout, its learning rate,
     whether and after how many frozen epochs the backbone unfreezes, how many
     of its blocks and the fine-tuning learning rate (see
-    `FineTunerHyperModel` for each default and range). Each trial after the
-    first is the default recipe with a few changes: every hyperparameter is
-    drawn at random with probability `change_rate` and otherwise keeps its
-    default (see `transferkit.tuning.near_default`). Trials that share a
+    `FineTunerHyperModel` for each default and range). Trial one is the
+    default recipe and, when the image size is searched, trial two the default
+    recipe at the larger size (see `transferkit.tuning.budget.DefaultFirst`).
+    Each later trial is the default recipe with a few changes: every
+    hyperparameter is drawn at random with probability `change_rate` and
+    otherwise keeps its default (see `transferkit.tuning.near_default`). Trials that share a
     backbone compute its features once: a search over the head costs about one
     pass of the backbone over the data, not one per trial and epoch. Each
     trial clears the Keras session when it ends.
