@@ -119,3 +119,51 @@ def test_a_fixed_image_size_adds_no_trial_before_the_draws():
     default_first(near)
     defaults = {item.name: item.default for item in hp.space if hp.is_active(item)}
     assert near.anchor_values() == [defaults]
+
+
+def _space_with_sizes(sizes, default):
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("image_size", sizes, default=default)
+    hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
+    return hp
+
+
+def _draw(made, count):
+    drawn = []
+    for _ in range(count):
+        trial = made.create_trial("tuner0")
+        drawn.append(dict(trial.hyperparameters.values))
+        trial.status = "COMPLETED"
+        made.update_trial(trial.trial_id, {"val_accuracy": 0.5})
+        made.end_trial(trial)
+        made.save()  # as a tuner does after each trial
+    return drawn
+
+
+def test_several_larger_sizes_come_smallest_first_and_hyperband_brackets_follow(tmp_path):
+    made = keras_tuner.oracles.HyperbandOracle(
+        objective="val_accuracy",
+        max_epochs=3,
+        seed=1,
+        hyperparameters=_space_with_sizes([128, 192, 160], default=128),
+    )
+    made._set_project_dir(str(tmp_path), "search")
+    default_first(made)
+    drawn = _draw(made, 4)
+    assert [values["image_size"] for values in drawn[:3]] == [128, 160, 192]
+    assert all(values["learning_rate"] == 1e-3 for values in drawn[:3])
+    # The anchors train every epoch (no bracket); Hyperband's brackets start after them.
+    assert not any(name.startswith("tuner/") for values in drawn[:3] for name in values)
+    assert "tuner/epochs" in drawn[3]
+
+
+def test_a_resumed_search_goes_on_with_the_next_anchor(tmp_path):
+    first = oracle(_space_with_sizes([128, 160], default=128), 0.25)
+    first._set_project_dir(str(tmp_path), "search")
+    default_first(first)
+    assert _draw(first, 1)[0]["image_size"] == 128
+    resumed = oracle(_space_with_sizes([128, 160], default=128), 0.25)
+    resumed._set_project_dir(str(tmp_path), "search")
+    resumed.reload()
+    default_first(resumed)
+    assert _draw(resumed, 1)[0] == {"image_size": 160, "learning_rate": 1e-3}

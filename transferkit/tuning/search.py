@@ -67,8 +67,9 @@ def tune(
     whether and after how many frozen epochs the backbone unfreezes, how many
     of its blocks and the fine-tuning learning rate (see
     `FineTunerHyperModel` for each default and range). Trial one is the
-    default recipe and, when the image size is searched, trial two the default
-    recipe at the larger size (see `transferkit.tuning.budget.DefaultFirst`).
+    default recipe and, when the image size is a choice of sizes (and the tuner
+    not grid search), trial two the default recipe at the larger size (see
+    `transferkit.tuning.budget.DefaultFirst`).
     Each later trial is the default recipe with a few changes: every
     hyperparameter is drawn at random with probability `change_rate` and
     otherwise keeps its default (see `transferkit.tuning.near_default`). Trials that share a
