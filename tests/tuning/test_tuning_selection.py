@@ -160,15 +160,20 @@ def test_a_time_budget_too_small_for_one_trial_is_an_error(folder, tmp_path):
 class _Tuner:
     """Just what TimeBudget reads from a KerasTuner tuner."""
 
-    def __init__(self, seconds):
+    def __init__(self, seconds, sizes=None, next_anchor=None):
         self.hypermodel = types.SimpleNamespace()
         trials = {}
         for index, value in enumerate(seconds):
-            trial = Trial(keras_tuner.HyperParameters(), str(index), status="COMPLETED")
+            hp = keras_tuner.HyperParameters()
+            if sizes:
+                hp.values["image_size"] = sizes[index]
+            trial = Trial(hp, str(index), status="COMPLETED")
             trial.metrics.register("seconds", "min")
             trial.metrics.update("seconds", value)
             trials[str(index)] = trial
         self.oracle = types.SimpleNamespace(trials=trials, max_trials=20)
+        if next_anchor is not None:
+            self.oracle.next_anchor = lambda: next_anchor
 
     def on_search_begin(self):
         pass
@@ -188,6 +193,20 @@ def test_a_time_budget_starts_no_trial_it_cannot_pay_for():
     tuner.search_started -= 20  # 70 s spent: another 40 would end at 110
     tuner.pre_create_trial()
     assert tuner.stopped_by_budget and tuner.oracle.max_trials == 2
+
+
+def test_a_time_budget_prices_the_larger_size_trial_by_its_pixels():
+    # Trial one took 40 s at 128 px; trial two is the default recipe at 160 px: 62.5 s.
+    tuner = budgeted(_Tuner)([40.0], sizes=[128], next_anchor={"image_size": 160})
+    assert tuner.next_trial_seconds() == pytest.approx(40.0 * (160 / 128) ** 2)
+    tuner.time_budget = 100.0
+    tuner.on_search_begin()
+    tuner.search_started -= 45  # 45 s spent: 40 more would fit, 62.5 would not
+    tuner.pre_create_trial()
+    assert tuner.stopped_by_budget and tuner.oracle.max_trials == 1
+    # A random draw's size is unknown in advance: the plain mean.
+    plain = budgeted(_Tuner)([40.0, 60.0], sizes=[128, 160], next_anchor=None)
+    assert plain.next_trial_seconds() == pytest.approx(50.0)
 
 
 @pytest.mark.parametrize(

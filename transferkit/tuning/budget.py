@@ -10,8 +10,9 @@ the search loop, the oracle's choices and the records stay KerasTuner's:
   searched, the default recipe at each larger size follows;
 - `TimeBudget` (a tuner mixin): before each new trial, the tuner stops the
   search when the time left cannot pay for another trial (the mean of the
-  trials so far), and a trial still running when the budget ends is stopped
-  and recorded as failed with that reason.
+  trials so far, scaled to the next trial's image size when it is known),
+  and a trial still running when the budget ends is stopped and recorded as
+  failed with that reason.
 """
 
 import time
@@ -57,6 +58,11 @@ class DefaultFirst:
             if not self._duplicate(values):  # e.g. the user's tuner drew it already
                 return {"status": "RUNNING", "values": values}
         return super().populate_space(trial_id)
+
+    def next_anchor(self) -> dict | None:
+        """The values of the next trial if it is one drawn before the random ones, else None."""
+        anchors = self.anchor_values()
+        return anchors[len(self.trials)] if len(self.trials) < len(anchors) else None
 
     def anchor_values(self) -> list[dict]:
         """The values of the trials drawn before any random one, in order."""
@@ -133,16 +139,31 @@ class TimeBudget:
         if self.time_budget is None or not self.oracle.trials:
             return
         elapsed = time.perf_counter() - self.search_started
-        seconds = [
-            trial.metrics.get_last_value("seconds")
-            for trial in self.oracle.trials.values()
-            if trial.status == "COMPLETED" and trial.metrics.exists("seconds")
-        ]
-        estimate = sum(seconds) / len(seconds) if seconds else 0.0
+        estimate = self.next_trial_seconds()
         if elapsed + estimate > self.time_budget or elapsed >= self.time_budget:
             # KerasTuner's own stop: an oracle hands out no trial beyond max_trials.
             self.oracle.max_trials = len(self.oracle.trials)
             self.stopped_by_budget = True
+
+    def next_trial_seconds(self) -> float:
+        """What the next trial should cost: the mean of the completed trials.
+
+        When the next trial's image size is known in advance (the default
+        recipe at a larger size, see `DefaultFirst`), each trial's seconds are
+        scaled by the ratio of the images' pixels first.
+        """
+        next_anchor = getattr(self.oracle, "next_anchor", None)
+        size = (next_anchor() or {}).get("image_size") if next_anchor else None
+        costs = []
+        for trial in self.oracle.trials.values():
+            if trial.status != "COMPLETED" or not trial.metrics.exists("seconds"):
+                continue
+            seconds = trial.metrics.get_last_value("seconds")
+            ran_at = trial.hyperparameters.values.get("image_size")
+            if size and ran_at:
+                seconds *= (size / ran_at) ** 2
+            costs.append(seconds)
+        return sum(costs) / len(costs) if costs else 0.0
 
     def on_search_end(self):
         super().on_search_end()

@@ -108,10 +108,11 @@ def tune(
 
     Budget: `time_budget` seconds bound the search (the confirmation that
     follows is one prediction pass per finalist). No trial starts that the
-    time left cannot pay for (at the mean cost of the trials so far), and a
-    trial still running when the budget ends is stopped and recorded as
-    failed. With `tuner="hyperband"`, KerasTuner's successive halving runs
-    most trials for a few epochs and only the best for all `epochs`.
+    time left cannot pay for (at the mean cost of the trials so far, scaled
+    by the pixels of trial two's larger image size), and a trial still
+    running when the budget ends is stopped and recorded as failed. With
+    `tuner="hyperband"`, KerasTuner's successive halving runs most trials for
+    a few epochs and only the best for all `epochs`.
 
     Distributed: set `KERASTUNER_ORACLE_IP`, `KERASTUNER_ORACLE_PORT` and
     `KERASTUNER_TUNER_ID` (`chief`, `worker0`, `worker1`, ...) and run this
