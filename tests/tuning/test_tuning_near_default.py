@@ -90,6 +90,18 @@ def test_a_worker_oracle_is_left_alone():
     assert not isinstance(client, NearDefault)
 
 
+def _draw(made, count):
+    drawn = []
+    for _ in range(count):
+        trial = made.create_trial("tuner0")
+        drawn.append(dict(trial.hyperparameters.values))
+        trial.status = "COMPLETED"
+        made.update_trial(trial.trial_id, {"val_accuracy": 0.5})
+        made.end_trial(trial)
+        made.save()  # as a tuner does after each trial
+    return drawn
+
+
 def test_the_default_recipe_then_its_larger_image_size_come_before_any_draw(space, tmp_path):
     """Trial one is the default recipe, trial two the same recipe at the larger image size."""
     near = oracle(space, 0.25)
@@ -97,13 +109,7 @@ def test_the_default_recipe_then_its_larger_image_size_come_before_any_draw(spac
     default_first(near)
     defaults = {hp.name: hp.default for hp in space.space if space.is_active(hp)}
     assert defaults["image_size"] == 128
-    drawn = []
-    for _ in range(4):
-        trial = near.create_trial("tuner0")
-        drawn.append(dict(trial.hyperparameters.values))
-        trial.status = "COMPLETED"
-        near.update_trial(trial.trial_id, {"val_accuracy": 0.5})
-        near.end_trial(trial)
+    drawn = _draw(near, 4)
     assert drawn[0] == defaults
     assert drawn[1] == dict(defaults, image_size=160)
     # Then draws near the default, none repeating the two above.
@@ -126,18 +132,6 @@ def _space_with_sizes(sizes, default):
     hp.Choice("image_size", sizes, default=default)
     hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
     return hp
-
-
-def _draw(made, count):
-    drawn = []
-    for _ in range(count):
-        trial = made.create_trial("tuner0")
-        drawn.append(dict(trial.hyperparameters.values))
-        trial.status = "COMPLETED"
-        made.update_trial(trial.trial_id, {"val_accuracy": 0.5})
-        made.end_trial(trial)
-        made.save()  # as a tuner does after each trial
-    return drawn
 
 
 def test_several_larger_sizes_come_smallest_first_and_hyperband_brackets_follow(tmp_path):

@@ -52,11 +52,10 @@ class DefaultFirst:
     """
 
     def populate_space(self, trial_id):
-        anchors = self.anchor_values()
-        if len(self.trials) < len(anchors):
-            values = anchors[len(self.trials)]
-            if not self._duplicate(values):  # e.g. the user's tuner drew it already
-                return {"status": "RUNNING", "values": values}
+        values = self.next_anchor()
+        # Skipped if already tried (e.g. the user's own tuner drew it).
+        if values is not None and not self._duplicate(values):
+            return {"status": "RUNNING", "values": values}
         return super().populate_space(trial_id)
 
     def next_anchor(self) -> dict | None:

@@ -69,13 +69,13 @@ def tune(
     `FineTunerHyperModel` for each default and range). Trial one is the
     default recipe and, when the image size is a choice of sizes (and the tuner
     not grid search), trial two the default recipe at the larger size (see
-    `transferkit.tuning.budget.DefaultFirst`).
-    Each later trial is the default recipe with a few changes: every
-    hyperparameter is drawn at random with probability `change_rate` and
-    otherwise keeps its default (see `transferkit.tuning.near_default`). Trials that share a
-    backbone compute its features once: a search over the head costs about one
-    pass of the backbone over the data, not one per trial and epoch. Each
-    trial clears the Keras session when it ends.
+    `transferkit.tuning.budget.DefaultFirst`). Each later trial is the
+    default recipe with a few changes: every hyperparameter is drawn at random
+    with probability `change_rate` and otherwise keeps its default (see
+    `transferkit.tuning.near_default`). Trials that share a backbone compute
+    its features once: a search over the head costs about one pass of the
+    backbone over the data, not one per trial and epoch. Each trial clears the
+    Keras session when it ends.
 
     The search is KerasTuner's own, in `directory/project_name`: with
     `overwrite=False` (the default) running the same call again continues an
