@@ -2,6 +2,7 @@
 budget, refit on every image, and bad input. Tiny models (MobileNet, no weights, 32 px)."""
 
 import contextlib
+import dataclasses
 import logging
 import types
 
@@ -12,7 +13,7 @@ from keras_tuner.engine.trial import Trial
 
 import transferkit as tk
 from transferkit import defaults
-from transferkit.tuning import tune
+from transferkit.tuning import selection, tune
 from transferkit.tuning.budget import budgeted
 from transferkit.tuning.selection import Finalist, choose
 
@@ -78,6 +79,7 @@ def test_finalists_are_measured_on_images_the_search_never_used(search):
     assert list(finalists.columns) == [
         "trial_id",
         "default",
+        "anchor",
         "val_accuracy",
         "confirmation_accuracy",
         "validation_gain",
@@ -128,6 +130,93 @@ def test_the_challenger_is_the_searchs_own_pick_not_the_best_on_confirmation():
     assert choose([default, weak, runner_up], multi_label=False) is default
     # Without the default among the finalists, the best on confirmation wins.
     assert choose([searchs_pick, runner_up], multi_label=False) is runner_up
+
+
+def _right(total: int, wrong: slice) -> np.ndarray:
+    correct = np.ones(total, dtype=bool)
+    correct[wrong] = False
+    return correct
+
+
+def test_the_larger_size_wins_on_validation_and_confirmation_images_together():
+    """Named before the search, it needs no bar: more right on both splits pooled."""
+    default = Finalist("0", True, 0.80, 0.80, _right(200, slice(0, 40)))
+    # +2 points on 100 validation images, +1.5 on 200 confirmation images (5 wins, 2 losses)...
+    larger = Finalist("1", False, 0.82, 0.815, _right(200, slice(5, 42)), anchor=True)
+    chosen = choose([default, larger], False, validation_images=100, confirmation_images=200)
+    assert chosen is larger
+    # ...where the same scores from a trial picked on validation are noise.
+    picked = dataclasses.replace(larger, anchor=False)
+    assert choose([default, picked], False, 100, 200) is default
+    # A validation lead that the confirmation images undo is no gain.
+    undone = Finalist("2", False, 0.81, 0.79, _right(200, slice(0, 42)), anchor=True)
+    assert choose([default, undone], False, 100, 200) is default
+    # A tie keeps the default (the larger input costs more seconds).
+    tie = Finalist("3", False, 0.82, 0.79, _right(200, slice(0, 42)), anchor=True)
+    assert choose([default, tie], False, 100, 200) is default
+    # With several larger sizes, the one right on the most images.
+    largest = Finalist("4", False, 0.85, 0.815, _right(200, slice(5, 42)), anchor=True)
+    assert choose([default, larger, largest], False, 100, 200) is largest
+    # Without a validation score, the confirmation images alone.
+    unscored = Finalist("5", False, float("nan"), 0.815, larger.correct, anchor=True)
+    assert choose([default, unscored], False, 100, 200) is unscored
+
+
+def test_the_searchs_pick_must_clearly_beat_the_larger_size_once_it_won():
+    default = Finalist("0", True, 0.80, 0.80, _right(200, slice(0, 40)))
+    larger = Finalist("1", False, 0.84, 0.84, _right(200, slice(0, 32)), anchor=True)
+    # Clearly better than the default (16 wins, 8 losses) but not than the larger size.
+    pick = Finalist("2", False, 0.86, 0.84, _right(200, slice(16, 48)))
+    assert choose([default, pick], False, 100, 200) is pick
+    assert choose([default, larger, pick], False, 100, 200) is larger
+    # Clearly better than the larger size: chosen.
+    best = Finalist("3", False, 0.86, 0.88, _right(200, slice(0, 24)))
+    assert choose([default, larger, best], False, 100, 200) is best
+
+
+def test_multi_label_pools_mean_average_precision_by_images():
+    default = Finalist("0", True, 0.70, 0.70, None)
+    larger = Finalist("1", False, 0.73, 0.69, None, anchor=True)
+    # +3 points on 100 validation images, -1 on 200 confirmation images: +1/3 pooled.
+    assert choose([default, larger], True, 100, 200) is larger
+    assert choose([default, larger], True, 100, 400) is default
+
+
+def test_the_larger_size_is_measured_beside_the_finalists(folder, tmp_path, monkeypatch):
+    """Trial two (the default recipe at the larger size) is compared on both splits' images."""
+    calls = []
+    real_choose = selection.choose
+
+    def spy(measured, multi_label, validation_images=0, confirmation_images=0):
+        calls.append((measured, validation_images, confirmation_images))
+        return real_choose(measured, multi_label, validation_images, confirmation_images)
+
+    monkeypatch.setattr(selection, "choose", spy)
+    result = tune(
+        folder,
+        epochs=1,
+        max_trials=3,
+        search_space={"image_size": [32, 64]},
+        finalists=2,
+        directory=tmp_path,
+        verbose=0,
+        **TINY,
+    )
+    [anchor] = result.anchor_trials
+    assert anchor.trial_id == result.trials[1].trial_id
+    assert anchor.hyperparameters.values["image_size"] == 64
+    # finalists=2 is the default recipe and the search's pick; the larger size comes beside.
+    draw = result.trials[2]
+    assert result.finalists["trial_id"].tolist() == [
+        result.default_trial.trial_id,
+        anchor.trial_id,
+        draw.trial_id,
+    ]
+    assert result.finalists["anchor"].tolist() == [False, True, False]
+    [(measured, validation_images, confirmation_images)] = calls
+    assert [finalist.anchor for finalist in measured] == [False, True, False]
+    assert validation_images == len(result._validation) > 0
+    assert confirmation_images == len(result._confirmation) > 0
 
 
 def test_refit_trains_on_every_image_and_the_model_keeps_its_settings(search, tmp_path):

@@ -71,12 +71,22 @@ class DefaultFirst:
             if hps.is_active(hp):
                 hps.values[hp.name] = hp.default
         default = dict(hps.values)
-        anchors = [default]
         size = next((hp for hp in self.hyperparameters.space if hp.name == "image_size"), None)
-        if isinstance(size, hp_module.Choice) and "image_size" in default:
-            larger = sorted(value for value in size.values if value > default["image_size"])
-            anchors += [dict(default, image_size=value) for value in larger]
-        return anchors
+        return [default, *at_larger_sizes(default, size)]
+
+
+def at_larger_sizes(default: dict, size) -> list[dict]:
+    """The default recipe's values at each larger image size a search tries, smallest first.
+
+    Args:
+        default: dict. The default recipe's values.
+        size: the `image_size` hyperparameter, or None. Only a `Choice` lists
+            larger sizes.
+    """
+    if not isinstance(size, hp_module.Choice) or "image_size" not in default:
+        return []
+    larger = sorted(value for value in size.values if value > default["image_size"])
+    return [dict(default, image_size=value) for value in larger]
 
 
 def default_first(oracle) -> None:

@@ -14,6 +14,7 @@ from keras_tuner.engine.trial import Trial
 from transferkit.data import ImageSource
 from transferkit.finetuner import FineTuner
 from transferkit.tuning import selection
+from transferkit.tuning.budget import at_larger_sizes
 from transferkit.tuning.hypermodel import HISTORY_FILE, FineTunerHyperModel
 from transferkit.tuning.inputs import join_sources
 from transferkit.utils.log import logger
@@ -93,11 +94,13 @@ class TuneResult:
             use one), the objective's best value (e.g. `val_accuracy`), the
             other metrics of that epoch, `best_epoch` (1-based) and `seconds`.
         finalists: `pandas.DataFrame` or None. With a confirmation split, one
-            row per finalist (the default recipe and the best other trials at
-            full budget): `trial_id`, `default`, its validation score, its
-            score on the confirmation split (e.g. `confirmation_accuracy`),
-            `validation_gain` and `confirmation_gain` over the default, and
-            `chosen`. None without a confirmation split.
+            row per finalist (the default recipe, the default recipe at each
+            larger image size, and the best other trials at full budget):
+            `trial_id`, `default`, `anchor` (the default recipe at a larger
+            size), its validation score, its score on the confirmation split
+            (e.g. `confirmation_accuracy`), `validation_gain` and
+            `confirmation_gain` over the default, and `chosen`. None without a
+            confirmation split.
         objective: str. The column the search maximised (or minimised).
         stopped_by_budget: bool. Whether the time budget ended the search.
         tuner: the `keras_tuner.Tuner` that ran the search (its `oracle`,
@@ -143,14 +146,28 @@ class TuneResult:
         """The completed trial of the default recipe at full budget, if the search ran it."""
         defaults = self.hypermodel.space.declare(HyperParameters())
         for trial in self.completed:
-            values = {
-                name: value
-                for name, value in trial.hyperparameters.values.items()
-                if not name.startswith("tuner/")
-            }
-            if values == defaults and self._full_budget(trial):
+            if _searched_values(trial) == defaults and self._full_budget(trial):
                 return trial
         return None
+
+    @property
+    def anchor_trials(self) -> list[Trial]:
+        """The completed trials at full budget of the default recipe at a larger image size.
+
+        One per larger size, the first started (a tuner may draw the same values
+        again later, for their validation score), smallest size first: these
+        are the trials `transferkit.tuning.budget.DefaultFirst` names before the
+        search begins.
+        """
+        space = self.hypermodel.space
+        defaults = space.declare(HyperParameters())
+        anchors = []
+        for values in at_larger_sizes(defaults, space.hyperparameters.get("image_size")):
+            matching = (trial for trial in self.trials if _searched_values(trial) == values)
+            trial = next(matching, None)
+            if trial is not None and trial.status == COMPLETED and self._full_budget(trial):
+                anchors.append(trial)
+        return anchors
 
     @property
     def validation_best_trial(self) -> Trial:
@@ -192,15 +209,20 @@ class TuneResult:
     def confirm(self, finalists: int = 3) -> pd.DataFrame:
         """Measures the finalists on the confirmation split and chooses the winner.
 
-        The finalists are the default recipe and the `finalists - 1` best other
-        trials on validation, all at full budget. The default stays the winner
-        unless the best of those others beats it clearly on the confirmation
-        split (see `transferkit.tuning.selection`). `tune` calls this when it holds out a
+        The finalists are the default recipe, the default recipe at each
+        larger image size, and the `finalists - 1` best other trials on
+        validation, every one at full budget. The default recipe stays the winner
+        unless a larger size is right on more of the validation and
+        confirmation images together, or the best of the others beats the
+        winner so far clearly on the confirmation split (see
+        `transferkit.tuning.selection`). `tune` calls this when it holds out a
         confirmation split.
 
         Args:
-            finalists: int. Finalists, the default recipe included, >= 1.
-                Defaults to `3`.
+            finalists: int. The default recipe and the best other trials,
+                >= 1; the default recipe at a larger size is measured beside
+                them (with `finalists=1`, the default recipe alone). Defaults
+                to `3`.
 
         Returns:
             The `finalists` DataFrame (also kept as `self.finalists`).
@@ -217,17 +239,22 @@ class TuneResult:
         if not self.completed:
             raise ValueError(_no_success_message(self.trials, self.tuner))
         default = self.default_trial
+        anchors = self.anchor_trials if default is not None else []
         full = [trial for trial in self.completed if self._full_budget(trial)]
         if not full:
             full = self.completed
         reverse = self.hypermodel.objective.direction == "max"
         others = sorted(
-            (trial for trial in full if trial is not default),
+            (trial for trial in full if trial is not default and trial not in anchors),
             key=lambda trial: trial.score,
             reverse=reverse,
         )
-        chosen_trials = ([default] if default is not None else []) + others
-        chosen_trials = chosen_trials[: max(1, finalists)]
+        if default is None:
+            chosen_trials = others[: max(1, finalists)]
+        elif finalists > 1:
+            chosen_trials = [default, *anchors, *others[: finalists - 1]]
+        else:
+            chosen_trials = [default]
         if default is None:
             logger.warning(
                 "the default recipe has no completed trial at full budget in this search, so "
@@ -250,12 +277,18 @@ class TuneResult:
                     validation=float("nan") if validation is None else float(validation),
                     confirmation=float(report.metrics[self._confirmation_metric()]),
                     correct=correct,
+                    anchor=trial in anchors,
                 )
             )
             del finetuner
             keras.backend.clear_session()
             gc.collect()
-        winner = selection.choose(measured, self.hypermodel.multi_label)
+        winner = selection.choose(
+            measured,
+            self.hypermodel.multi_label,
+            validation_images=_count(self._validation),
+            confirmation_images=len(self._confirmation),
+        )
         self._chosen = winner.trial_id
         self.finalists = selection.finalists_frame(
             measured, winner, self._validation_metric(), self._confirmation_metric()
@@ -413,6 +446,23 @@ class TuneResult:
             f"{self.objective}={best.score:.4f} in trial {best.trial_id}: "
             f"{best.hyperparameters.values})"
         )
+
+
+def _count(source: ImageSource) -> int:
+    """The images of a source, or 0 when a tf.data.Dataset does not tell without iterating."""
+    try:
+        return len(source)
+    except TypeError:
+        return 0
+
+
+def _searched_values(trial: Trial) -> dict:
+    """A trial's hyperparameter values without KerasTuner's own (`tuner/epochs`...)."""
+    return {
+        name: value
+        for name, value in trial.hyperparameters.values.items()
+        if not name.startswith("tuner/")
+    }
 
 
 def _no_success_message(trials: list[Trial], tuner) -> str:

@@ -98,10 +98,13 @@ def tune(
     Selection that holds up: trial one of every search is the default recipe
     (every hyperparameter at its default). `confirmation_split` of the data is
     held out of the search; when the search ends, the finalists (the default
-    recipe and the `finalists - 1` best other trials on validation, at full
-    budget) are measured on those images, and the default recipe stays the
-    choice unless the best of the other trials beats it there clearly (see
-    `transferkit.tuning.selection`). `TuneResult.finalists` lists them, and
+    recipe, the default recipe at each larger size, and the `finalists - 1`
+    best other trials on validation, at full budget) are measured on those
+    images. The default recipe stays the choice unless a larger size is right
+    on more of the validation and confirmation images together (it was named
+    before the search, so its validation score is not a pick's), or the best
+    of the other trials beats the choice so far clearly on the confirmation
+    images (see `transferkit.tuning.selection`). `TuneResult.finalists` lists them, and
     `TuneResult.gain_survived` says how much of the validation gain held on
     the confirmation images. `best_finetuner(refit=True)` then trains the
     chosen recipe on every image.
@@ -178,8 +181,9 @@ def tune(
         confirmation_split: float. Fraction of each class held out of the
             search to measure the finalists on; `0` chooses on validation
             alone. Defaults to `0.2`.
-        finalists: int. Finalists measured on the confirmation split, the
-            default recipe included. Defaults to `3`.
+        finalists: int. The default recipe and the best other trials
+            measured on the confirmation split; the default recipe at a
+            larger size is measured beside them. Defaults to `3`.
         change_rate: float in (0, 1]. The chance that a trial changes each
             hyperparameter from its default; `1` draws every one at random
             (plain random search). Defaults to `0.25`.

@@ -1,27 +1,43 @@
 """Choosing the winner of a search on images that played no part in the search.
 
 The best of many trials on one validation split is optimistic: part of its lead
-is the split's noise. So the search's finalists (the default recipe and the
-best other trials at full budget) are measured again on a confirmation split,
-held out of the search. The challenger is named before those measurements: the
-trial the search itself ranks first (its best on the objective, the default
-aside). It replaces the default recipe only if it beats it there clearly:
+is the split's noise. So the search's finalists (the default recipe, the
+default recipe at each larger image size, and the best other trials at full
+budget) are measured again on a confirmation split, held out of the search.
+Two comparisons decide:
 
-- single-label data: on the confirmation images where the two models disagree,
-  the challenger must be right more often than the default by more than
-  `CLEAR_GAIN_Z` standard deviations of that count under "equally good"
-  (`b - c > z * sqrt(b + c)`, McNemar's paired comparison);
-- multi-label data: the challenger's mean average precision on the
-  confirmation images must exceed the default's by more than
-  `CLEAR_MULTI_LABEL_GAIN`.
+1. The default recipe at a larger image size (`DefaultFirst`'s trials after
+   the first) was named before the search began, not picked for its
+   validation score, so the validation images measure it as they measure the
+   default recipe (both at their best epoch there), and the confirmation
+   images add to them: it replaces the default recipe when its gain over the
+   default, each split's gain weighed by its images, is above zero (single-
+   label: it is right on more of the validation and confirmation images
+   together; multi-label: validation PR-AUC and confirmation mean average
+   precision). With several larger sizes, the one with the largest such
+   gain. No bar above zero: one only as good as the default is chosen about
+   half the time and costs no accuracy (only the larger input's seconds),
+   one slightly worse is chosen less often, and the gain of a larger input,
+   a point or so, is too small to clear a bar on a few hundred images.
+2. The trial the search itself ranks first among the others (its best on
+   the objective, named before the confirmation images are looked at) was
+   picked for its validation score, so only the confirmation images measure
+   it. It replaces the winner of (1) only if it beats it there clearly:
 
-One comparison, fixed in advance, so an equally good challenger replaces the
-default one time in ten whatever the number of finalists. Picking instead the
-finalist best on the confirmation images would make its lead the largest of
-several draws of noise: the bar would have to rise with their number
-(Bonferroni: 1.64 for two challengers), and on a few hundred images a real gain
-of two points would rarely clear it. The other finalists are measured and
-reported all the same.
+   - single-label data: on the confirmation images where the two models
+     disagree, the challenger must be right more often by more than
+     `CLEAR_GAIN_Z` standard deviations of that count under "equally good"
+     (`b - c > z * sqrt(b + c)`, McNemar's paired comparison);
+   - multi-label data: the challenger's mean average precision on the
+     confirmation images must exceed the other's by more than
+     `CLEAR_MULTI_LABEL_GAIN`.
+
+An equally good challenger replaces the winner of (1) at most one time in
+ten whatever the number of finalists. Picking instead the finalist best on the
+confirmation images would make its lead the largest of several draws of
+noise: the bar would have to rise with their number (Bonferroni: 1.64 for two
+challengers), and on a few hundred images a real gain of two points would
+rarely clear it. The other finalists are measured and reported all the same.
 """
 
 import dataclasses
@@ -33,6 +49,8 @@ import pandas as pd
 # One-sided 90 %: an equally good challenger replaces the default one time in ten.
 CLEAR_GAIN_Z = 1.28
 CLEAR_MULTI_LABEL_GAIN = 0.01
+# Below this a pooled gain is a tie of float rounding (one image of a million is 1e-6).
+TIE = 1e-9
 
 
 @dataclasses.dataclass
@@ -44,37 +62,79 @@ class Finalist:
     validation: float
     confirmation: float
     correct: np.ndarray | None  # per image, single-label only
+    anchor: bool = False  # the default recipe at a larger image size
 
 
-def clear_gain(challenger: Finalist, default: Finalist, multi_label: bool) -> bool:
-    """Whether `challenger` beats `default` on the confirmation split beyond its noise."""
-    if multi_label or challenger.correct is None or default.correct is None:
-        return challenger.confirmation - default.confirmation > CLEAR_MULTI_LABEL_GAIN
-    wins = int(np.sum(challenger.correct & ~default.correct))
-    losses = int(np.sum(default.correct & ~challenger.correct))
+def clear_gain(challenger: Finalist, incumbent: Finalist, multi_label: bool) -> bool:
+    """Whether `challenger` beats `incumbent` on the confirmation split beyond its noise."""
+    if multi_label or challenger.correct is None or incumbent.correct is None:
+        return challenger.confirmation - incumbent.confirmation > CLEAR_MULTI_LABEL_GAIN
+    wins = int(np.sum(challenger.correct & ~incumbent.correct))
+    losses = int(np.sum(incumbent.correct & ~challenger.correct))
     return wins - losses > CLEAR_GAIN_Z * math.sqrt(wins + losses)
 
 
-def choose(finalists: list[Finalist], multi_label: bool) -> Finalist:
-    """The default, unless the search's own pick clearly beats it on confirmation.
+def pooled_gain(
+    finalist: Finalist, default: Finalist, validation_images: int, confirmation_images: int
+) -> float:
+    """`finalist`'s gain over `default` on the validation and confirmation images together.
+
+    Each split's gain weighs by its images: for accuracy, the difference in
+    images right over all of them. A missing validation score, or an unknown
+    number of validation images (0), leaves the confirmation split alone.
+    """
+    validation_gain = finalist.validation - default.validation
+    confirmation_gain = finalist.confirmation - default.confirmation
+    if not math.isfinite(validation_gain) or validation_images <= 0:
+        return confirmation_gain
+    total = validation_images + confirmation_images
+    return (validation_gain * validation_images + confirmation_gain * confirmation_images) / total
+
+
+def choose(
+    finalists: list[Finalist],
+    multi_label: bool,
+    validation_images: int = 0,
+    confirmation_images: int = 0,
+) -> Finalist:
+    """The default recipe, unless a larger image size or the search's own pick beats it.
+
+    See the module's docstring for the two comparisons.
 
     Args:
         finalists: list of `Finalist`. In the search's order: the default
-            recipe (if it ran), then the other trials best first on the
+            recipe (if it ran), the default recipe at larger sizes
+            (`anchor=True`), then the other trials best first on the
             search's objective.
         multi_label: bool. Whether to compare mean average precision.
+        validation_images: int. Images of the validation split, to weigh
+            its gains against the confirmation split's. Defaults to `0`
+            (the confirmation split alone).
+        confirmation_images: int. Images of the confirmation split.
+            Defaults to `0`.
 
     Returns:
         The chosen `Finalist`. Without a default recipe among them, the one
         best on the confirmation split.
     """
     default = next((finalist for finalist in finalists if finalist.default), None)
-    challengers = [finalist for finalist in finalists if not finalist.default]
     if default is None:
-        return max(challengers, key=lambda finalist: finalist.confirmation)
-    if challengers and clear_gain(challengers[0], default, multi_label):
+        return max(finalists, key=lambda finalist: finalist.confirmation)
+    winner = default
+    anchors = [finalist for finalist in finalists if finalist.anchor and not finalist.default]
+    if anchors:
+        gains = [
+            pooled_gain(anchor, default, validation_images, confirmation_images)
+            for anchor in anchors
+        ]
+        if max(gains) > TIE:
+            winner = anchors[int(np.argmax(gains))]
+    challengers = [
+        finalist for finalist in finalists if not finalist.default and not finalist.anchor
+    ]
+    if challengers and clear_gain(challengers[0], winner, multi_label):
         return challengers[0]
-    return default
+    return winner
 
 
 def finalists_frame(
@@ -87,6 +147,7 @@ def finalists_frame(
         row = {
             "trial_id": finalist.trial_id,
             "default": finalist.default,
+            "anchor": finalist.anchor,
             validation_metric: finalist.validation,
             f"confirmation_{metric}": finalist.confirmation,
             "validation_gain": np.nan,

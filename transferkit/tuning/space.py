@@ -104,8 +104,9 @@ def image_sizes(side: int):
     Larger inputs let a backbone see more detail (CIFAR's 32-pixel photos
     upsampled from 128 to 160 pixels: +1.6 and +1.9 points of held-out
     accuracy with MobileNet in two seeds) for about 1.6x the seconds of a
-    trial. The given side stays the default: the larger one must win its place
-    on the confirmation split. Where the two coincide (small sides) the size is
+    trial. The given side stays the default: the larger one must be right on
+    more of the validation and confirmation images (see
+    `transferkit.tuning.selection`). Where the two coincide (small sides) the size is
     fixed.
     """
     larger = larger_size(side)
