@@ -250,16 +250,15 @@ class TuneResult:
             reverse=reverse,
         )
         if default is None:
+            logger.warning(
+                "the default recipe has no completed trial at full budget in this search, so "
+                "the finalists are compared with each other only"
+            )
             chosen_trials = others[: max(1, finalists)]
         elif finalists > 1:
             chosen_trials = [default, *anchors, *others[: finalists - 1]]
         else:
             chosen_trials = [default]
-        if default is None:
-            logger.warning(
-                "the default recipe has no completed trial at full budget in this search, so "
-                "the finalists are compared with each other only"
-            )
         measured = []
         batch_size = self._fit_options.get("batch_size", 32)
         for trial in chosen_trials:

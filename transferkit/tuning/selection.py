@@ -121,7 +121,7 @@ def choose(
     if default is None:
         return max(finalists, key=lambda finalist: finalist.confirmation)
     winner = default
-    anchors = [finalist for finalist in finalists if finalist.anchor and not finalist.default]
+    anchors = [finalist for finalist in finalists if finalist.anchor]
     if anchors:
         gains = [
             pooled_gain(anchor, default, validation_images, confirmation_images)
