@@ -18,6 +18,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def _default_sigint():
+    """Runs in the child before it starts: Ctrl-C gets Python's usual handling.
+
+    A child inherits an ignored SIGINT from a parent that ignores it (a suite started
+    with `nohup ... &`, or by a job runner), and would then never see the Ctrl-C.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _tensorflow_loading(pid: int) -> bool:
     try:
         return "tensorflow" in Path(f"/proc/{pid}/maps").read_text()
@@ -53,6 +62,7 @@ def test_ctrl_c_while_tensorflow_loads(tmp_path, arguments, command):
         text=True,
         cwd=tmp_path,
         env=env,
+        preexec_fn=_default_sigint,
     )
     try:
         # The moment TensorFlow's libraries are being mapped in is the first seconds of
