@@ -59,10 +59,15 @@ EXPORT_FORMATS = ("saved_model", "litert", "onnx")
 EXPORT_FORMAT = "saved_model"
 # LiteRT's quantization modes (None, the default, keeps float32).
 QUANTIZATIONS = ("float16", "dynamic_range", "full_integer")
-# The parity check's limit on the largest probability difference between a float export
-# and the Keras model, per quantization (None: float32). Integer quantization changes
-# the numbers by design: it is reported, not judged.
-TOLERANCES = {None: 1e-4, "float16": 1e-2}
+# The parity check's limit per float quantization (None: float32). float32 exports are
+# judged by the largest probability difference from the Keras model. float16 weights
+# alone move a probability by up to ~2e-2 on a MobileNet (round the Keras model's own
+# weights and it moves as much), so a float16 export is judged by what the format can
+# promise: the mean probability difference, and agreement in the predicted class of at
+# least FLOAT16_AGREEMENT. Integer quantization changes the numbers by design: it is
+# reported, not judged.
+TOLERANCES = {None: 1e-4, "float16": 1e-3}
+FLOAT16_AGREEMENT = 0.999
 # Images drawn from the representative data to calibrate a full-integer LiteRT model
 # (LiteRT's guide suggests about a hundred).
 REPRESENTATIVE_IMAGES = 100

@@ -22,12 +22,19 @@ COLUMNS = [
     "quantization",
     "file_mb",
     "max_abs_diff",
+    "float16_weights_max_abs_diff",
+    "mean_abs_diff",
     "agreement",
     "accuracy",
     "latency_ms",
     "tolerance",
     "within_tolerance",
 ]
+
+
+# A float16 export passes with at least this share of images given the Keras model's class
+# (its mean probability difference is judged by `TOLERANCES["float16"]`).
+FLOAT16_AGREEMENT = defaults.FLOAT16_AGREEMENT
 
 
 class ParityError(ValueError):
@@ -39,14 +46,94 @@ class ParityError(ValueError):
 
     def __init__(self, table: pd.DataFrame):
         failed = table[failed_rows(table)]
-        names = ", ".join(
-            f"{name} (max difference {row.max_abs_diff:.3g} > {row.tolerance:g})"
-            for name, row in failed.iterrows()
-        )
+        names = ", ".join(f"{name} ({_failure(row)})" for name, row in failed.iterrows())
         super().__init__(
             f"The export does not match the Keras model: {names}.\n{format_table(table)}"
         )
         self.table = table
+
+
+def _failure(row) -> str:
+    """Why a row failed its rule, in words."""
+    if row.quantization != "float16":
+        return f"max difference {row.max_abs_diff:.3g} > {row.tolerance:g}"
+    reasons = []
+    if row.agreement < FLOAT16_AGREEMENT:
+        reasons.append(f"agreement {row.agreement:.4g} < {FLOAT16_AGREEMENT:g}")
+    if row.mean_abs_diff > row.tolerance:
+        reasons.append(f"mean difference {row.mean_abs_diff:.3g} > {row.tolerance:g}")
+    return ", ".join(reasons)
+
+
+def passes(quantization: str | None, max_abs_diff, mean_abs_diff, agreement, tolerance) -> bool:
+    """Whether a float export's differences from the Keras model pass its rule.
+
+    float32 (`quantization=None`): the largest probability difference is at most
+    `tolerance`. float16: at least `FLOAT16_AGREEMENT` of the images get the Keras
+    model's class and the mean probability difference is at most `tolerance`; its
+    largest difference is reported, not judged, because rounding the weights to float16
+    moves it by itself (see `float16_weights_difference`).
+
+    Args:
+        quantization: str or None. `None` (float32) or `"float16"`.
+        max_abs_diff: float. The largest absolute probability difference.
+        mean_abs_diff: float. The mean absolute probability difference.
+        agreement: float. The share of images with the Keras model's prediction.
+        tolerance: float. The limit on `max_abs_diff` (float32) or on `mean_abs_diff`
+            (float16).
+
+    Returns:
+        bool.
+    """
+    if quantization == "float16":
+        return bool(agreement >= FLOAT16_AGREEMENT and mean_abs_diff <= tolerance)
+    return bool(max_abs_diff <= tolerance)
+
+
+def _keras_probabilities(classifier, images: np.ndarray, batch_size: int) -> np.ndarray:
+    with _retracing_notes_off():
+        return classifier.head.probabilities(
+            np.concatenate(
+                [
+                    classifier.predict_on_batch(images[start : start + batch_size])
+                    for start in range(0, len(images), batch_size)
+                ]
+            )
+        )
+
+
+def float16_weights_difference(
+    classifier, images: np.ndarray, batch_size: int = defaults.BATCH_SIZE, reference=None
+) -> float:
+    """The largest probability difference that float16 weights alone cause in Keras.
+
+    Rounds every float32 weight of the Keras model to float16 (and back), computes in
+    float32 as before, and compares its probabilities with the original's: the part
+    of a float16 export's difference that comes from the format itself, with no
+    converter or runtime involved. The model's weights are restored afterwards.
+
+    Args:
+        classifier: `ImageClassifier`.
+        images: float32 `(N, height, width, 3)`, as `check_images` reads them.
+        batch_size: int. Defaults to `32`.
+        reference: The model's probabilities on `images`, if already computed.
+            Defaults to `None` (computed here).
+
+    Returns:
+        float: the largest absolute difference of any probability.
+    """
+    if reference is None:
+        reference = _keras_probabilities(classifier, images, batch_size)
+    saved = [variable.numpy() for variable in classifier.weights]
+    try:
+        for variable, value in zip(classifier.weights, saved, strict=True):
+            if value.dtype == np.float32:
+                variable.assign(value.astype(np.float16).astype(np.float32))
+        rounded = _keras_probabilities(classifier, images, batch_size)
+    finally:
+        for variable, value in zip(classifier.weights, saved, strict=True):
+            variable.assign(value)
+    return float(np.abs(rounded - reference).max())
 
 
 def failed_rows(table: pd.DataFrame) -> pd.Series:
@@ -161,22 +248,30 @@ def check_parity(
     - `file_mb`: size on disk in MB (a SavedModel's whole folder).
     - `max_abs_diff`: largest absolute difference of any probability from the
       Keras model's.
+    - `float16_weights_max_abs_diff`: for a float16 export, the `max_abs_diff` of
+      the Keras model itself with its weights rounded to float16: how much of the
+      export's largest difference the format alone explains. NaN for other rows.
+    - `mean_abs_diff`: mean absolute difference of the probabilities.
     - `agreement`: share of images whose most probable class is the Keras model's.
     - `accuracy`: share of images classified as labelled (NaN without labels).
     - `latency_ms`: median time to classify one image (batch of 1); for Keras,
       `predict_on_batch`, its cheapest call.
-    - `tolerance`, `within_tolerance`: the float exports' limit on
-      `max_abs_diff` (`TOLERANCES`: 1e-4 for float32, 1e-2 for float16) and
-      whether it holds; NaN and NA for integer quantization, which is reported,
-      not judged.
+    - `tolerance`, `within_tolerance`: a float export's limit and whether its
+      rule holds (see `passes`). float32: `max_abs_diff` at most 1e-4
+      (`TOLERANCES[None]`). float16: `agreement` at least 0.999
+      (`FLOAT16_AGREEMENT`) and `mean_abs_diff` at most 1e-3
+      (`TOLERANCES["float16"]`); its largest difference is not judged, since
+      float16 weights alone move it (`float16_weights_max_abs_diff`). NaN and NA
+      for integer quantization, which is reported, not judged.
 
     Args:
         classifier: `ImageClassifier`. The Keras model.
         exported: a path, an `ExportedModel`, or a list of them.
         data: The check images, in any form `FineTuner.predict` accepts
             (labelled for the accuracy column).
-        tolerance: float or None. Replaces the float32 and float16 tolerances.
-            Defaults to `None` (`TOLERANCES`).
+        tolerance: float or None. Replaces the float32 limit on `max_abs_diff`
+            and the float16 limit on `mean_abs_diff`. Defaults to `None`
+            (`TOLERANCES`).
         batch_size: int. Images per call when comparing. Defaults to `32`.
         latency_calls: int. Single-image calls timed per model for
             `latency_ms` (after two warm-up calls). Defaults to `20`.
@@ -187,8 +282,8 @@ def check_parity(
         The table, a `pandas.DataFrame` indexed by model name.
 
     Raises:
-        ParityError: if a float export exceeds its tolerance (and
-            `raise_on_failure`); its `table` attribute holds the table.
+        ParityError: if a float export fails its rule (and `raise_on_failure`);
+            its `table` attribute holds the table.
     """
     check_classifier(classifier)
     if tolerance is not None and not tolerance > 0:
@@ -222,15 +317,8 @@ def parity_table(
     latency_calls: int = LATENCY_CALLS,
 ) -> pd.DataFrame:
     """`check_parity` on images already read by `check_images`."""
+    reference = _keras_probabilities(classifier, images, batch_size)
     with _retracing_notes_off():
-        reference = classifier.head.probabilities(
-            np.concatenate(
-                [
-                    classifier.predict_on_batch(images[start : start + batch_size])
-                    for start in range(0, len(images), batch_size)
-                ]
-            )
-        )
         keras_latency = latency_ms(classifier.predict_on_batch, images[0], latency_calls)
     rows = {
         "keras": {
@@ -238,6 +326,8 @@ def parity_table(
             "quantization": None,
             "file_mb": np.nan,
             "max_abs_diff": 0.0,
+            "float16_weights_max_abs_diff": np.nan,
+            "mean_abs_diff": 0.0,
             "agreement": 1.0,
             "accuracy": _accuracy(reference, labels),
             "latency_ms": keras_latency,
@@ -245,12 +335,22 @@ def parity_table(
             "within_tolerance": pd.NA,
         }
     }
+    float16_floor = None  # computed once, for the first float16 export
     for model in models:
         info = model.info
         probabilities = np.concatenate(
             [model.predict(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
         )
-        difference = float(np.abs(probabilities - reference).max())
+        differences = np.abs(probabilities - reference)
+        difference, mean_difference = float(differences.max()), float(differences.mean())
+        agreement = _agreement(probabilities, reference, info)
+        rounded = np.nan
+        if info.quantization == "float16":
+            if float16_floor is None:
+                float16_floor = float16_weights_difference(
+                    classifier, images, batch_size, reference
+                )
+            rounded = float16_floor
         limit = np.nan
         if is_float(info.quantization):
             limit = tolerance if tolerance is not None else TOLERANCES[info.quantization]
@@ -262,11 +362,15 @@ def parity_table(
             "quantization": info.quantization,
             "file_mb": file_megabytes(model.path),
             "max_abs_diff": difference,
-            "agreement": _agreement(probabilities, reference, info),
+            "float16_weights_max_abs_diff": rounded,
+            "mean_abs_diff": mean_difference,
+            "agreement": agreement,
             "accuracy": _accuracy(probabilities, labels),
             "latency_ms": latency_ms(model.predict, images[0], latency_calls),
             "tolerance": limit,
-            "within_tolerance": pd.NA if np.isnan(limit) else bool(difference <= limit),
+            "within_tolerance": pd.NA
+            if np.isnan(limit)
+            else passes(info.quantization, difference, mean_difference, agreement, limit),
         }
     table = pd.DataFrame.from_dict(rows, orient="index")[COLUMNS]
     table["within_tolerance"] = table["within_tolerance"].astype("boolean")
