@@ -175,3 +175,43 @@ def test_tfds_missing_package_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
     with pytest.raises(ImportError, match="pip install tensorflow-datasets"):
         cats_vs_dogs.load_data("tfds")
+
+
+@pytest.mark.parametrize("given, expected", [([], "float32"), (["--precision", "auto"], "auto")])
+def test_the_demo_command_takes_the_examples_precision(monkeypatch, tmp_path, given, expected):
+    # `transferkit demo cats-vs-dogs` is the same run as examples/cats_vs_dogs/train.py,
+    # which takes --precision: the command passes it through to the run.
+    from transferkit.cli import main
+
+    received = {}
+    monkeypatch.setattr(cats_vs_dogs, "run", lambda **settings: received.update(settings))
+    command = ["demo", "cats-vs-dogs", "--out", str(tmp_path / "run"), *given]
+    assert main(command) == 0
+    assert received["precision"] == expected
+
+
+def test_the_run_trains_and_records_in_its_precision(image_folder, tmp_path, monkeypatch):
+    root = image_folder(per_class=6)
+    monkeypatch.setattr(
+        cats_vs_dogs, "pick_backbone", lambda weights: ("mobilenet", None, "mobilenet, random")
+    )
+    built = {}
+    original = cats_vs_dogs.FineTuner
+
+    def recording(*args, **kwargs):
+        built.update(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cats_vs_dogs, "FineTuner", recording)
+    out = tmp_path / "run"
+    cats_vs_dogs.run(
+        source="folder",
+        data_dir=str(root),
+        image_size=32,
+        epochs=1,
+        frozen_epochs=1,
+        out=out,
+        precision="mixed_bfloat16",
+    )
+    assert built["precision"] == "mixed_bfloat16"
+    assert json.loads((out / "metrics.json").read_text())["precision"] == "mixed_bfloat16"

@@ -80,6 +80,13 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
     )
     cats.add_argument("--seed", type=int, default=0, metavar="N", help="(default: 0)")
     cats.add_argument(
+        "--precision",
+        choices=defaults.PRECISIONS,
+        default=defaults.PRECISION,
+        help="what training computes in: auto picks bfloat16 or float16 where the hardware "
+        f"and the backbone gain from it (default: {defaults.PRECISION})",
+    )
+    cats.add_argument(
         "--overwrite", action="store_true", help="write into a non-empty --out folder"
     )
     cats.set_defaults(run=run_cats_vs_dogs)
@@ -116,5 +123,6 @@ def run_cats_vs_dogs(args: argparse.Namespace) -> int:
         out=args.out,
         seed=args.seed,
         overwrite=args.overwrite,
+        precision=args.precision,
     )
     return 0

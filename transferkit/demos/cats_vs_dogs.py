@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from transferkit import defaults
 from transferkit.backbones import WeightsDownloadError, build_backbone
 from transferkit.data import as_image_source, stratified_split
 from transferkit.finetuner import FineTuner
@@ -259,6 +260,7 @@ def run(
     out: str = "runs/cats_vs_dogs",
     seed: int = 0,
     overwrite: bool = False,
+    precision: str = defaults.PRECISION,
 ) -> dict:
     """Runs the reference example end to end and returns its metrics.
 
@@ -271,6 +273,10 @@ def run(
     `report.html` with the files it reads (`run.json`, `per_class.csv`,
     `calibration.csv`, `reliability.png`, `top_losses.csv`, `top_losses.png`),
     and the TensorBoard logs of every phase in `logs/`.
+
+    `precision` is the dtype policy training computes in (`"auto"`: per hardware
+    and backbone; see `FineTuner`), as `examples/cats_vs_dogs/train.py --precision`
+    takes it; `metrics.json` records it.
 
     Raises:
         FileExistsError: if `out` holds files and `overwrite` is not set.
@@ -293,6 +299,7 @@ def run(
         weights=backbone_weights,
         input_shape=(image_size, image_size, 3),
         schedule=schedule,
+        precision=precision,
         seed=seed,
     )
     shutil.rmtree(out / LOG_FOLDER, ignore_errors=True)  # an earlier run's (with overwrite)
@@ -312,6 +319,7 @@ def run(
         epochs=epochs,
         frozen_epochs=frozen_epochs,
         seed=seed,
+        precision=precision,
     )
     seconds = time.perf_counter() - started
     write_results(ft, report, test, out, seconds, settings)
