@@ -122,3 +122,55 @@ def test_resume_with_more_trials_continues_the_search(search, tmp_path):
     result = run_cli("tune", data, "--out", copy, *arguments, cache=cache)
     assert result.returncode == 0, result.stderr
     assert len(pd.read_csv(copy / "results.csv")) == 2
+
+
+def test_input_sizes_keeps_the_size_in_every_trial(tmp_path, write_class_folder):
+    data = write_class_folder(tmp_path / "data", per_class=PER_CLASS)
+    out = tmp_path / "search"
+    arguments = ["--backbone", "mobilenet", "--weights", "none", "--epochs", "1"]
+    arguments += ["--batch-size", "8", "--head-only", "--max-trials", "2"]
+    # --input-size 64 alone would make trial two the default recipe at 96 px.
+    sizes = ["--input-size", "64", "--input-sizes", "64"]
+    result = run_cli("tune", data, "--out", out, *arguments, *sizes, cache=tmp_path)
+    assert result.returncode == 0, result.stderr
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 2
+    assert "image_size" not in results.columns or set(results["image_size"]) == {64}
+
+    import keras
+
+    model = keras.saving.load_model(out / "best_model.keras")
+    assert model.image_size == (64, 64)
+
+
+def test_input_sizes_is_the_search_space_of_the_image_size():
+    from transferkit.cli.main import build_parser
+    from transferkit.cli.tune import _check_input_sizes, search_space
+
+    def parse(*argv):
+        args = build_parser().parse_args(["tune", "data", "--out", "o", *argv])
+        _check_input_sizes(args)
+        return args
+
+    args = parse("--input-sizes", "64")
+    assert args.input_size == 64 and search_space(args) == {"image_size": [64]}
+    args = parse("--input-size", "64", "--input-sizes", "64", "128", "--head-only")
+    assert search_space(args) == {"unfreeze": False, "image_size": [64, 128]}
+    assert search_space(parse("--input-size", "64")) == {}
+    with pytest.raises(ValueError, match=r"Received: --input-size 96 --input-sizes 64 128"):
+        parse("--input-size", "96", "--input-sizes", "64", "128")
+    with pytest.raises(ValueError, match=r"--input-sizes must be an integer >= 32"):
+        parse("--input-sizes", "16")
+
+
+def test_help_says_what_input_size_means_for_tune():
+    from transferkit.cli.main import build_parser
+    from transferkit.tuning.space import larger_size
+
+    parser = build_parser()
+    tune_parser = parser._subparsers._group_actions[0].choices["tune"]
+    text = " ".join(tune_parser.format_help().split())
+    # The sizes the help names are the ones the search tries.
+    assert f"(--input-size 64: 64 and {larger_size(64)} px; 32: 32 alone)" in text
+    assert larger_size(32) == 32
+    assert "--input-sizes 64 keeps 64" in text

@@ -25,7 +25,7 @@ SETTING_OPTIONS = {
     "batch_size": "--batch-size",
     "seed": "--seed",
     "tuner": "--tuner",
-    "search_space": "--backbones or --head-only",
+    "search_space": "--backbones, --head-only or --input-sizes",
     "weights": "--weights",
     "input_shape": "--input-size",
     "class_names": "DATA",
@@ -86,7 +86,28 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
     parser.add_argument(
         "--head-only", action="store_true", help="keep the backbone frozen in every trial"
     )
-    parser.add_argument("--input-size", type=int, metavar="N", help="square input size")
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        metavar="N",
+        # The sizes are transferkit.tuning.space.larger_size's (tests check them): that
+        # module imports TensorFlow, which a command line's parsing must not.
+        help="the side in pixels of the default recipe's square input (trial one). The "
+        "search also tries the default recipe about 25 %% larger, a multiple of 32 "
+        "(--input-size 64: 64 and 96 px; 32: 32 alone), so best_model.keras may be at "
+        "either size; --input-sizes 64 keeps 64 (default: each backbone's own size, not "
+        "searched)",
+    )
+    parser.add_argument(
+        "--input-sizes",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="the input sizes the search may choose, the first the default recipe's (as "
+        "tune(search_space={'image_size': [...]})): --input-sizes 64 keeps 64 px in every "
+        "trial, --input-sizes 64 128 tries 128 too (default: --input-size and the larger "
+        "size it names)",
+    )
     parser.add_argument(
         "--time-budget",
         type=float,
@@ -149,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     check_int(args.batch_size, "--batch-size")
     if args.input_size is not None:
         check_int(args.input_size, "--input-size")
+    _check_input_sizes(args)
     if args.time_budget is not None and not args.time_budget > 0:
         raise ValueError(
             f"--time-budget must be a number of seconds > 0. Received: --time-budget "
@@ -221,7 +243,7 @@ def _search(tune, source, weights, out, args):
         epochs=args.epochs,
         max_trials=args.max_trials,
         tuner=args.tuner,
-        search_space={"unfreeze": False} if args.head_only else None,
+        search_space=search_space(args) or None,
         validation_split=args.validation_split,
         batch_size=args.batch_size,
         directory=out,
@@ -234,6 +256,37 @@ def _search(tune, source, weights, out, args):
         change_rate=args.change_rate,
         verbose=1 if sys.stdout.isatty() else 0,
     )
+
+
+def _check_input_sizes(args) -> None:
+    """`--input-sizes`: sizes >= 32, the first one `--input-size` when both are given."""
+    if args.input_sizes is None:
+        return
+    for size in args.input_sizes:
+        check_int(size, "--input-sizes", minimum=32)
+    if len(set(args.input_sizes)) != len(args.input_sizes):
+        sizes = " ".join(map(str, args.input_sizes))
+        raise ValueError(f"--input-sizes lists a size twice. Received: --input-sizes {sizes}")
+    if args.input_size is None:
+        args.input_size = args.input_sizes[0]
+    elif args.input_size != args.input_sizes[0]:
+        sizes = " ".join(map(str, args.input_sizes))
+        raise ValueError(
+            "--input-sizes starts with the default recipe's size, which --input-size also "
+            f"names. Received: --input-size {args.input_size} --input-sizes {sizes}. Pass "
+            f"--input-sizes {args.input_size} ... or leave out --input-size."
+        )
+
+
+def search_space(args) -> dict:
+    """The `search_space` of `tune` that this command line asks for."""
+    space = {}
+    if args.head_only:
+        space["unfreeze"] = False
+    if args.input_sizes is not None:
+        # One size fixes it; several are a choice, the first the default recipe's.
+        space["image_size"] = list(args.input_sizes)
+    return space
 
 
 def _check_same_options(out, args) -> None:
