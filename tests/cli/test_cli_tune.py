@@ -174,3 +174,28 @@ def test_help_says_what_input_size_means_for_tune():
     assert f"(--input-size 64: 64 and {larger_size(64)} px; 32: 32 alone)" in text
     assert larger_size(32) == 32
     assert "--input-sizes 64 keeps 64" in text
+
+
+def test_a_too_small_time_budget_is_one_line_and_leaves_no_folder(tmp_path, write_class_folder):
+    data = write_class_folder(tmp_path / "data", per_class=PER_CLASS)
+    out = tmp_path / "search"
+    arguments = [*SEARCH, "--max-trials", "1", "--time-budget", "0.01"]
+    for attempt in range(2):
+        result = run_cli("tune", data, "--out", out, *arguments, cache=tmp_path / "cache")
+        line = _one_error_line(result)
+        # The same command again meets the same error, not "is not empty".
+        assert "--time-budget 0.01 is too small for one trial" in line, attempt
+        assert "Traceback" not in result.stdout + result.stderr
+        assert not out.exists()
+
+
+def test_a_failed_overwrite_puts_the_previous_search_back(search, tmp_path):
+    data, out, cache = search
+    copy = shutil.copytree(out, tmp_path / "search")
+    (copy / "notes.txt").write_text("mine")
+    before = sorted(str(path.relative_to(copy)) for path in copy.rglob("*"))
+    arguments = [*SEARCH, "--max-trials", "1", "--time-budget", "0.01", "--overwrite"]
+    result = run_cli("tune", data, "--out", copy, *arguments, cache=cache)
+    assert "is too small for one trial" in _one_error_line(result)
+    assert sorted(str(path.relative_to(copy)) for path in copy.rglob("*")) == before
+    assert len(pd.read_csv(copy / "results.csv")) == 1

@@ -117,6 +117,74 @@ def check_writable_folder(folder: Path, named: str) -> None:
 
 
 @contextlib.contextmanager
+def restored_on_failure(folder: Path, outputs: tuple[str, ...], copy: bool = False):
+    """Leaves `folder` as it was found when the command inside fails.
+
+    What the command creates in `folder` (or `folder` itself, when it was
+    missing) is removed, and the files of `outputs` it held are put back: so
+    the same command can run again, and a failed `--overwrite` loses nothing.
+    Those files are moved aside while the command runs (it replaces them);
+    with `copy` (a command that continues what they hold, like `tune
+    --resume`) they stay in place and a copy is set aside. An interrupt
+    (Ctrl-C) is not a failure: what the command wrote stays, for `--resume`.
+
+    Args:
+        folder: `pathlib.Path`. The output folder (see `check_output_folder`).
+        outputs: tuple of str. The names of the files and folders the command writes.
+        copy: bool. Set a copy of them aside rather than moving them. Defaults to False.
+    """
+    import shutil
+
+    existed = folder.is_dir()
+    before = set(os.listdir(folder)) if existed else set()
+    kept = [name for name in outputs if name in before]
+    backup = None
+    if kept:
+        backup = Path(tempfile.mkdtemp(prefix=".transferkit-previous-", dir=folder))
+        for name in kept:
+            source, target = folder / name, backup / name
+            if not copy:
+                source.rename(target)
+            elif source.is_dir():
+                shutil.copytree(source, target, symlinks=True)
+            else:
+                shutil.copy2(source, target)
+    try:
+        yield
+    except Exception:
+        if folder.is_dir():
+            for name in set(os.listdir(folder)) - before:
+                path = folder / name
+                if backup is not None and path == backup:
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+        if backup is not None:
+            for name in kept:
+                path = folder / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                elif os.path.lexists(path):
+                    path.unlink()
+                (backup / name).rename(path)
+            backup.rmdir()
+        if not existed and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+    except BaseException:
+        if backup is not None:
+            for name in kept:
+                if not os.path.lexists(folder / name):
+                    (backup / name).rename(folder / name)
+            shutil.rmtree(backup)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup)
+
+
+@contextlib.contextmanager
 def naming_errors(path: Path):
     """Makes a system error while writing `path` name `path`, not a temporary file.
 

@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         read_labelled,
         weights_argument,
     )
-    from transferkit.cli.outputs import check_output_folder
+    from transferkit.cli.outputs import check_output_folder, restored_on_failure
     from transferkit.cli.runtime import deferred_warnings, import_tensorflow
 
     check_int(args.epochs, "--epochs")
@@ -212,16 +212,21 @@ def run(args: argparse.Namespace) -> int:
             multi_label=args.multi_label,
             label_delimiter=args.label_delimiter,
         )
-    try:
-        result = _search(tune, source, weights, out, args)
-    except ValueError as error:
-        if args.resume and "holds a different search" in str(error):
-            raise ValueError(_different_search(out, str(error))) from error
-        raise
-    out.mkdir(parents=True, exist_ok=True)
-    result.results.to_csv(out / "results.csv", index=False)
-    result.plot(out / "search.png")
-    result.best_finetuner(refit=args.refit).save(out / "best_model.keras", overwrite=True)
+    with restored_on_failure(out, OUTPUTS, copy=args.resume):
+        try:
+            result = _search(tune, source, weights, out, args)
+        except ValueError as error:
+            if args.resume and "holds a different search" in str(error):
+                raise ValueError(_different_search(out, str(error))) from error
+            raise
+        except RuntimeError as error:
+            if "is too small for one trial" in str(error):
+                raise ValueError(_budget_too_small(args)) from error
+            raise
+        out.mkdir(parents=True, exist_ok=True)
+        result.results.to_csv(out / "results.csv", index=False)
+        result.plot(out / "search.png")
+        result.best_finetuner(refit=args.refit).save(out / "best_model.keras", overwrite=True)
     best = result.results[result.objective].max()
     print(f"{len(result.results)} trials; best {result.objective} {best:.4f}")
     print(result.results.to_string(index=False, max_colwidth=24))
@@ -316,6 +321,15 @@ def _check_same_options(out, args) -> None:
             f"({was}), not {now}. Pass {was} to continue it (--max-trials may grow), "
             "--overwrite to start a new search there, or another --out."
         )
+
+
+def _budget_too_small(args) -> str:
+    """The tuner's "no trial fitted in the budget", in this command's words."""
+    return (
+        f"--time-budget {args.time_budget:g} is too small for one trial: the first trial "
+        "(the default recipe) was still training when it ran out. Give the search more "
+        "seconds, fewer --epochs or a smaller --input-size."
+    )
 
 
 def _different_search(out, message: str) -> str:

@@ -10,6 +10,7 @@ from transferkit import defaults
 from transferkit.features import FeatureCache
 from transferkit.tuning import distributed
 from transferkit.tuning.budget import budgeted, default_first
+from transferkit.tuning.failures import logged_failures
 from transferkit.tuning.hypermodel import MULTI_LABEL_OBJECTIVES, FineTunerHyperModel
 from transferkit.tuning.inputs import resolve_class_weight, resolve_data
 from transferkit.tuning.near_default import near_default
@@ -304,7 +305,7 @@ def tune(
         check_same_search(project_dir, settings)
 
     search = make_tuner(
-        budgeted(tuner_class),
+        logged_failures(budgeted(tuner_class)),
         hypermodel,
         max_trials=max_trials,
         epochs=epochs,
@@ -336,6 +337,8 @@ def tune(
             "The search stopped: trials failed one after another (KerasTuner stops after "
             f"{limit} in a row). The last error:\n{error}"
         ) from error
+    finally:
+        search.release_stderr()
 
     result = TuneResult(search, hypermodel, train, validation, fit_options, confirmation)
     if role == "worker":
