@@ -92,3 +92,33 @@ def test_a_failed_check_prints_the_table_and_writes_nothing(
     assert "litert float16" in captured.out
     assert "beyond the tolerance" in captured.err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_check_refuses_labels_the_model_does_not_know_as_evaluate_does(
+    saved_model_file, tmp_path, write_class_folder, capsys
+):
+    check = write_class_folder(tmp_path / "check", per_class=2, classes=("cat", "dog"))
+    (check / "cat").rename(check / "cats")  # a typo of a class, and a class the model lacks
+    (check / "dog").rename(check / "horse")
+    out = tmp_path / "exported"
+    assert main(["export", str(saved_model_file), str(out), "--check", str(check)]) == 1
+    line = error_line(capsys)
+    assert "label 'cats'" in line and "Other unknown labels: ['horse']" in line
+    assert "is not one of the classes the model was trained on: ['cat', 'dog', 'bird']" in line
+    assert not out.exists()
+    # evaluate refuses the same folder with the same message.
+    assert main(["evaluate", str(saved_model_file), str(check)]) == 1
+    assert error_line(capsys) == line
+
+
+def test_check_on_images_without_labels_says_why_accuracy_is_missing(
+    saved_model_file, tmp_path, write_class_folder, capsys
+):
+    check = write_class_folder(tmp_path / "check", per_class=2, classes=("cat", "dog"))
+    for path in list(check.rglob("*.png")):
+        path.rename(check / path.name)
+    out = tmp_path / "exported"
+    assert main(["export", str(saved_model_file), str(out), "--check", str(check)]) == 0
+    captured = capsys.readouterr()
+    assert "no labels: the check compares probabilities only (accuracy -)" in captured.err
+    assert out.is_dir()

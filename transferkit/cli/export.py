@@ -34,7 +34,9 @@ against the Keras model: max_abs_diff (largest probability difference), agreemen
 (share of images given the same class), accuracy (when DATA is labelled), file_mb,
 latency_ms (one image at a time). A float export whose probabilities differ by more
 than the tolerance ({_FLOAT32:g} float32, {_FLOAT16:g} float16, or --tolerance) fails and is not
-written. DATA is a folder (with class sub-folders for labels) or a CSV file."""
+written. DATA is a folder or a CSV file; a folder of class sub-folders is read as evaluate
+reads it (a sub-folder that is not a class of the model is an error), a folder with
+images directly in it has no labels (accuracy -)."""
 
 EXAMPLE = """\
 transferkit export runs/cats/model.keras exported/cats --check data/test
@@ -133,15 +135,32 @@ def _check_data(data: str | None, flag: str) -> None:
 
 
 def _read_images(data: str, args, class_names=None, multi_label=None):
-    """A folder (class sub-folders optional) or a CSV file, as an `ImageSource`."""
+    """A folder (class sub-folders optional) or a CSV file, as an `ImageSource`.
+
+    A folder whose images all sit in sub-folders is read as `evaluate` reads it,
+    one class per sub-folder, so a sub-folder the model has no class for is an
+    error rather than a check whose accuracy silently goes missing. A folder with
+    images directly in it has no labels: the check compares the probabilities
+    alone, and says so.
+    """
     from transferkit.cli.inputs import read_labelled
     from transferkit.data import as_image_source
 
     path = os.path.expanduser(data)
     if os.path.isdir(path):
-        return as_image_source(
+        if class_names is not None and not _images_directly_in(path):
+            return read_labelled(data, class_names=class_names, multi_label=multi_label or None)
+        source = as_image_source(
             path, class_names=class_names, require_labels=False, multi_label=multi_label or None
         )
+        if class_names is not None and source.labels is None:
+            print(
+                f"transferkit: {data} has images directly in it, so no labels: the check "
+                "compares probabilities only (accuracy -). For accuracy, put each class's "
+                "images in a sub-folder named after it.",
+                file=sys.stderr,
+            )
+        return source
     return read_labelled(
         data,
         args.path_column,
@@ -149,6 +168,15 @@ def _read_images(data: str, args, class_names=None, multi_label=None):
         class_names=class_names,
         multi_label=multi_label if multi_label is not None else args.multi_label,
         label_delimiter=args.label_delimiter,
+    )
+
+
+def _images_directly_in(folder: str) -> bool:
+    from transferkit.data.file_inputs import is_image_file
+
+    return any(
+        is_image_file(name) and os.path.isfile(os.path.join(folder, name))
+        for name in os.listdir(folder)
     )
 
 
