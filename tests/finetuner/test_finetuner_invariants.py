@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import invariants
 import keras
 import numpy as np
 import pytest
@@ -80,9 +81,6 @@ def test_each_phase_sends_keras_callback_events_in_order(golden):
     ]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the distributed step is compiled without the head's metrics"
-)
 def test_a_strategy_reports_the_same_metrics_and_events_as_one_device(tmp_path):
     """MirroredStrategy over two logical CPUs: the same history columns and callback events.
 
@@ -155,3 +153,29 @@ def test_a_resumed_multi_label_run_equals_the_uninterrupted_one(tmp_path):
         rtol=0,
         atol=TOLERANCE,
     )
+
+
+def test_a_label_smoothing_loss_trains_under_a_strategy_with_the_same_metrics():
+    """The distributed step takes the head's loss object (label smoothing), not only names."""
+    import tensorflow as tf
+
+    images, labels = colour_images(48, multi_label=False, seed=1)
+
+    def run(distribute):
+        ft = tk.FineTuner(
+            invariants.tiny_backbone(),
+            weights=None,
+            input_shape=16,
+            head=tk.ClassificationHead(dropout=0.0, label_smoothing=0.1),
+            schedule=tk.FreezeUnfreeze(frozen_epochs=1, learning_rate=0.05),
+            cache_features=False,
+            seed=7,
+            distribute=distribute,
+        )
+        return ft.fit(images, labels, epochs=2, batch_size=16, shuffle=False, verbose=0)
+
+    expected = run(None)
+    history = run(tf.distribute.MirroredStrategy(["/cpu:0"]))
+    assert list(history) == list(expected)
+    columns = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    np.testing.assert_allclose(history[columns], expected[columns], rtol=1e-5, atol=1e-5)

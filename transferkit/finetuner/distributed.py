@@ -12,9 +12,11 @@ runs this loop instead, one code path for one machine and for many:
   right); the Keras optimizer's `apply_gradients` sums the replicas'
   gradients: each step is the one-device step on the same global batch,
   so the learning rates need no scaling;
-- the loss and accuracy of an epoch are sums reduced over all replicas, so
-  every worker's callbacks see the same numbers and take the same decisions
-  (the best epoch, early stopping).
+- the loss of an epoch is a sum reduced over all replicas, and its metrics are
+  the compiled model's own (the head's `default_metrics`, as on one device),
+  updated on each replica and read across all of them: every worker's
+  callbacks see the same numbers under the same names, and take the same
+  decisions (the best epoch, early stopping).
 
 The model must have been created, and compiled (its optimizer built), inside
 `strategy.scope()`.
@@ -30,18 +32,38 @@ _LOSSES = {
 }
 
 
-def _per_example_loss(loss: str):
-    return _LOSSES[loss](reduction=None)
+def _per_example_loss(loss):
+    """The loss per example (no reduction): a loss name, or a loss object's copy."""
+    if isinstance(loss, str):
+        return _LOSSES[loss](reduction=None)
+    # A loss object (label smoothing): the same loss, unreduced.
+    return type(loss).from_config({**loss.get_config(), "reduction": None})
 
 
-def _correct(y, outputs, loss: str):
-    """Per-example accuracy (the fraction of right outputs for multi-label rows)."""
-    if loss == "binary_crossentropy":
-        y = tf.reshape(tf.cast(y, outputs.dtype), tf.shape(outputs))
-        right = tf.cast(tf.equal(tf.cast(outputs > 0.5, outputs.dtype), y), tf.float32)
-        return tf.reduce_mean(right, axis=-1)
-    predicted = tf.argmax(outputs, axis=-1, output_type=tf.int64)
-    return tf.cast(tf.equal(predicted, tf.cast(tf.reshape(y, [-1]), tf.int64)), tf.float32)
+def _is_binary(loss) -> bool:
+    return loss == "binary_crossentropy" or isinstance(loss, keras.losses.BinaryCrossentropy)
+
+
+def epoch_metrics(metrics, loss) -> list:
+    """Fresh metric objects for the compiled `metrics`, as Keras's `compile` resolves them.
+
+    `"accuracy"` becomes binary accuracy for a sigmoid head and sparse categorical
+    accuracy otherwise (named `accuracy`, as in Keras); metric objects are
+    copied from their config, so the distributed step keeps its own state.
+    """
+    resolved = []
+    for metric in metrics:
+        if metric == "accuracy":
+            sigmoid = _is_binary(loss)
+            kind = (
+                keras.metrics.BinaryAccuracy
+                if sigmoid
+                else keras.metrics.SparseCategoricalAccuracy
+            )
+            resolved.append(kind(name="accuracy"))
+        else:
+            resolved.append(type(metric).from_config(metric.get_config()))
+    return resolved
 
 
 def _distributed(strategy, dataset):
@@ -57,16 +79,21 @@ class DistributedSteps:
     Args:
         strategy: `tf.distribute.Strategy`.
         model: `keras.Model`, compiled inside the strategy's scope.
-        loss: str. `"sparse_categorical_crossentropy"` or `"binary_crossentropy"`.
+        loss: str or `keras.losses.Loss`. The head's `default_loss()`.
+        metrics: list. The metrics the model is compiled with (`"accuracy"` or
+            Keras metric objects), reported under their names after the loss.
         class_weight: dict or None. Class index -> weight of its examples' loss.
     """
 
-    def __init__(self, strategy, model, loss: str, class_weight: dict | None = None):
+    def __init__(self, strategy, model, loss, metrics: list, class_weight: dict | None = None):
         self.strategy = strategy
         self.model = model
         self.loss = loss
         with strategy.scope():
             self.loss_fn = _per_example_loss(loss)
+            # Metric variables are summed across replicas when read (Keras makes them
+            # sync-on-read), so every worker reads the metric of the whole global batch.
+            self.metrics = epoch_metrics(metrics, loss)
         weights = None
         if class_weight:
             size = max(int(key) for key in class_weight) + 1
@@ -86,15 +113,16 @@ class DistributedSteps:
             per_example = per_example * tf.gather(
                 self.class_weights, tf.cast(tf.reshape(y, [-1]), tf.int32)
             )
-        correct = _correct(y, outputs, self.loss)
+        for metric in self.metrics:
+            metric.update_state(y, outputs)
         count = tf.cast(tf.shape(per_example)[0], tf.float32)
-        return tf.reduce_sum(per_example), tf.reduce_sum(correct), count
+        return tf.reduce_sum(per_example), count
 
     def _train_step(self, x, y):
         def step(x, y):
             context = tf.distribute.get_replica_context()
             with tf.GradientTape() as tape:
-                loss_sum, correct, count = self._sums(x, y, training=True)
+                loss_sum, count = self._sums(x, y, training=True)
                 global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
                 loss = loss_sum / tf.maximum(global_count, 1.0)
                 if self.model.losses:
@@ -102,7 +130,7 @@ class DistributedSteps:
             variables = self.model.trainable_variables
             gradients = tape.gradient(loss, variables)
             self.model.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-            return tf.stack([loss_sum, correct, count])
+            return tf.stack([loss_sum, count])
 
         per_replica = self.strategy.run(step, args=(x, y))
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
@@ -115,15 +143,21 @@ class DistributedSteps:
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
     def _epoch(self, step, dataset, callbacks=None):
-        totals = np.zeros(3)
+        with self.strategy.scope():
+            for metric in self.metrics:
+                metric.reset_state()
+        totals = np.zeros(2)
         for index, (x, y) in enumerate(dataset):
             if callbacks is not None:
                 callbacks.on_train_batch_begin(index)
             totals += step(x, y).numpy()
             if callbacks is not None:
                 callbacks.on_train_batch_end(index)
-        count = max(totals[2], 1.0)
-        return {"loss": totals[0] / count, "accuracy": totals[1] / count}
+        logs = {"loss": totals[0] / max(totals[1], 1.0)}
+        # Read in the strategy's cross-replica context: the sum over every replica.
+        with self.strategy.scope():
+            logs.update({metric.name: float(metric.result()) for metric in self.metrics})
+        return logs
 
     def fit(
         self,

@@ -116,7 +116,15 @@ def fit_end_to_end(model: ImageClassifier, run: PhaseRun) -> None:
         validation = make_dataset(run.validation, model.image_size, run.batch_size)
     steps = _steps(run.train, run.batch_size, dataset)
     if run.strategy is not None:
-        _fit_distributed(model, model.head.default_loss(), run, dataset, validation, steps)
+        _fit_distributed(
+            model,
+            model.head.default_loss(),
+            model.head.default_metrics(),
+            run,
+            dataset,
+            validation,
+            steps,
+        )
         return
     compile_for_phase(model, model.head.default_loss(), run, steps, model.head.default_metrics())
     model.fit(
@@ -172,6 +180,7 @@ def fit_cached(model: ImageClassifier, run: PhaseRun, cache: FeatureCache, views
         _fit_distributed(
             head,
             model.head.default_loss(),
+            model.head.default_metrics(),
             run,
             _feature_dataset(features, labels, run.batch_size, run.shuffle, run.seed),
             None if validation is None else _feature_dataset(*validation, run.batch_size),
@@ -257,14 +266,19 @@ class DiskFeatures(keras.utils.PyDataset):
             file.close()
 
 
-def _fit_distributed(model, loss: str, run: PhaseRun, train, validation, steps: int) -> None:
-    """Compiles inside the strategy's scope and runs the distributed steps for the phase."""
+def _fit_distributed(
+    model, loss: str, metrics: list, run: PhaseRun, train, validation, steps: int
+) -> None:
+    """Compiles inside the strategy's scope and runs the distributed steps for the phase.
+
+    The steps report the same metrics as Keras's `fit` on one device.
+    """
     with run.strategy.scope():
-        compile_for_phase(model, loss, run, steps)
+        compile_for_phase(model, loss, run, steps, metrics)
         if not model.optimizer.built:
             # Built here, not lazily by the first step: a tf.function may not create variables.
             model.optimizer.build(model.trainable_variables)
-    DistributedSteps(run.strategy, model, loss, run.class_weight).fit(
+    DistributedSteps(run.strategy, model, loss, metrics, run.class_weight).fit(
         train,
         validation,
         initial_epoch=run.initial_epoch,
