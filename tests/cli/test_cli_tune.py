@@ -1,5 +1,6 @@
 """`transferkit tune`, run as a user runs it."""
 
+import re
 import shutil
 
 import pandas as pd
@@ -38,6 +39,16 @@ def test_tune_writes_results_plot_and_best_model(tmp_path, write_class_folder):
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 2 and "val_accuracy" in results.columns
     assert "2 trials; best val_accuracy" in result.stdout
+    # The headline names the trial best on validation; the choice says why it was made.
+    assert re.search(r"^2 trials; best val_accuracy \d\.\d{4} \(trial \d+\)$", result.stdout, re.M)
+    assert re.search(r"^  trial \d+: the default recipe", result.stdout, re.M)
+    chosen = re.search(
+        r"^Chosen: trial \d+, val_accuracy \d\.\d{4} \(refitted on every image\): (.+)$",
+        result.stdout,
+        re.M,
+    )
+    assert chosen, result.stdout
+    assert chosen.group(1).startswith(("the default recipe", "clearly better than trial"))
 
     # Predicting with the best model works like any fit model.
     predicted = run_cli("predict", out / "best_model.keras", data / "cat" / "cat_0.png")

@@ -85,6 +85,7 @@ def test_finalists_are_measured_on_images_the_search_never_used(search):
         "validation_gain",
         "confirmation_gain",
         "chosen",
+        "reason",
     ]
     assert len(finalists) == 3 and finalists["default"].sum() == 1
     assert finalists.iloc[0]["default"] and finalists.iloc[0]["confirmation_gain"] == 0
@@ -113,6 +114,64 @@ def test_the_default_keeps_its_place_unless_a_challenger_is_clearly_better():
     assert choose(
         [default, Finalist("2", False, 0.85, 0.9, clear)], multi_label=False
     ).trial_id == ("2")
+
+
+def test_reasons_say_why_a_better_looking_trial_was_not_chosen():
+    default_right = np.ones(100, dtype=bool)
+    default_right[[0, 1, 2]] = False
+    challenger_right = np.ones(100, dtype=bool)
+    challenger_right[[3, 4]] = False  # 3 wins and 2 losses on the 5 disagreeing images
+    default = Finalist("00", True, 0.594, 0.97, default_right)
+    # Better than the default on validation and on confirmation, yet within its noise.
+    challenger = Finalist("03", False, 0.7188, 0.98, challenger_right)
+    runner_up = Finalist("04", False, 0.70, 0.97, default_right.copy())
+    finalists = [default, challenger, runner_up]
+    assert choose(finalists, multi_label=False) is default
+    why = selection.reasons(finalists, multi_label=False)
+    assert why["00"] == "the default recipe, kept: no finalist beat it"
+    assert why["03"] == (
+        "not clearly better than trial 00: right on 3 of the 5 confirmation images where "
+        "they disagree (4 needed)"
+    )
+    assert why["04"].startswith("measured only: the search's own pick, trial 03")
+    # The bar: z = 1.28 standard deviations of the count under "equally good".
+    assert [selection.wins_needed(n) for n in (1, 3, 5, 10, 24)] == [None, 3, 4, 8, 16]
+
+
+def test_reasons_name_what_replaced_the_default_recipe():
+    default = Finalist("00", True, 0.80, 0.80, np.ones(200, dtype=bool))
+    default.correct[:16] = False
+    leader = np.ones(200, dtype=bool)
+    leader[16:24] = False  # 16 wins, 8 losses: clearly better
+    finalists = [default, Finalist("02", False, 0.86, 0.84, leader)]
+    why = selection.reasons(finalists, multi_label=False)
+    assert why["02"] == (
+        "clearly better than trial 00: right on 16 of the 24 confirmation images where "
+        "they disagree (16 needed)"
+    )
+    assert why["00"] == "the default recipe; replaced by trial 02"
+    # A larger size that is right on more images, then kept against a weak pick.
+    larger = Finalist("01", False, 0.85, 0.82, np.ones(200, dtype=bool), anchor=True)
+    weak = Finalist("03", False, 0.90, 0.80, default.correct.copy())
+    finalists = [default, larger, weak]
+    why = selection.reasons(finalists, False, validation_images=100, confirmation_images=200)
+    assert choose(finalists, False, 100, 200) is larger
+    # (0.05 * 100 + 0.02 * 200) / 300 of 300 images: 9 more right.
+    assert why["01"] == (
+        "the default recipe at a larger size, right on 9 more of the 300 validation and "
+        "confirmation images than the default recipe"
+    )
+    assert why["00"] == "the default recipe, passed over for trial 01"
+    assert why["03"] == (
+        "not clearly better than trial 01: right on 0 of the 16 confirmation images where "
+        "they disagree (11 needed)"
+    )
+    # Multi-label: the gain in mean average precision and the bar.
+    ml = [Finalist("00", True, 0.5, 0.60, None), Finalist("05", False, 0.7, 0.605, None)]
+    assert selection.reasons(ml, multi_label=True)["05"] == (
+        "not clearly better than trial 00: +0.0050 confirmation mean average precision "
+        "(more than +0.01 needed)"
+    )
 
 
 def test_the_challenger_is_the_searchs_own_pick_not_the_best_on_confirmation():

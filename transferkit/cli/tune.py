@@ -227,16 +227,39 @@ def run(args: argparse.Namespace) -> int:
         result.results.to_csv(out / "results.csv", index=False)
         result.plot(out / "search.png")
         result.best_finetuner(refit=args.refit).save(out / "best_model.keras", overwrite=True)
-    best = result.results[result.objective].max()
-    print(f"{len(result.results)} trials; best {result.objective} {best:.4f}")
-    print(result.results.to_string(index=False, max_colwidth=24))
-    if result.finalists is not None:
-        print("Finalists, compared on the confirmation images no trial saw:")
-        print(result.finalists.to_string(index=False, max_colwidth=24))
-    refitted = " (refitted on every image)" if args.refit else ""
-    print(f"Chosen: trial {result.best_trial.trial_id}{refitted}")
+    print(_summary(result, args.refit))
     print(f"Wrote {out}: results.csv, search.png, best_model.keras, {PROJECT}/")
     return 0
+
+
+def _summary(result, refit: bool) -> str:
+    """The trials, the finalists and the choice, saying why the chosen trial won.
+
+    The headline names the best trial on validation and the chosen one apart: the
+    choice is made on the confirmation images too, so the two may differ.
+    """
+    objective = result.objective
+    best, chosen = result.validation_best_trial, result.best_trial
+    lines = [
+        f"{len(result.results)} trials; best {objective} {best.score:.4f} (trial {best.trial_id})"
+    ]
+    lines.append(result.results.to_string(index=False, max_colwidth=24))
+    why = {}
+    if result.finalists is not None:
+        lines.append("Finalists, compared on the confirmation images no trial saw:")
+        table = result.finalists.drop(columns=["reason"])
+        lines.append(table.to_string(index=False, max_colwidth=24))
+        why = dict(zip(result.finalists["trial_id"], result.finalists["reason"], strict=True))
+        lines += [f"  trial {trial_id}: {reason}" for trial_id, reason in why.items()]
+    elif chosen is best:
+        why[chosen.trial_id] = f"the best {objective} (no confirmation split)"
+    refitted = " (refitted on every image)" if refit else ""
+    reason = why.get(chosen.trial_id)
+    lines.append(
+        f"Chosen: trial {chosen.trial_id}, {objective} {chosen.score:.4f}{refitted}"
+        + (f": {reason}" if reason else "")
+    )
+    return "\n".join(lines)
 
 
 def _search(tune, source, weights, out, args):

@@ -99,8 +99,10 @@ class TuneResult:
             `trial_id`, `default`, `anchor` (the default recipe at a larger
             size), its validation score, its score on the confirmation split
             (e.g. `confirmation_accuracy`), `validation_gain` and
-            `confirmation_gain` over the default, and `chosen`. None without a
-            confirmation split.
+            `confirmation_gain` over the default, `chosen`, and `reason` (why it
+            was kept or passed over, e.g. "not clearly better than trial 00:
+            right on 3 of the 5 confirmation images where they disagree (4
+            needed)"). None without a confirmation split.
         objective: str. The column the search maximised (or minimised).
         stopped_by_budget: bool. Whether the time budget ended the search.
         tuner: the `keras_tuner.Tuner` that ran the search (its `oracle`,
@@ -282,15 +284,15 @@ class TuneResult:
             del finetuner
             keras.backend.clear_session()
             gc.collect()
-        winner = selection.choose(
-            measured,
-            self.hypermodel.multi_label,
-            validation_images=_count(self._validation),
-            confirmation_images=len(self._confirmation),
-        )
+        images = {
+            "validation_images": _count(self._validation),
+            "confirmation_images": len(self._confirmation),
+        }
+        winner = selection.choose(measured, self.hypermodel.multi_label, **images)
         self._chosen = winner.trial_id
+        why = selection.reasons(measured, self.hypermodel.multi_label, **images)
         self.finalists = selection.finalists_frame(
-            measured, winner, self._validation_metric(), self._confirmation_metric()
+            measured, winner, self._validation_metric(), self._confirmation_metric(), why
         )
         logger.info(
             f"finalists on {len(self._confirmation)} confirmation images: "

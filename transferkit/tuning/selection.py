@@ -65,12 +65,34 @@ class Finalist:
     anchor: bool = False  # the default recipe at a larger image size
 
 
-def clear_gain(challenger: Finalist, incumbent: Finalist, multi_label: bool) -> bool:
-    """Whether `challenger` beats `incumbent` on the confirmation split beyond its noise."""
-    if multi_label or challenger.correct is None or incumbent.correct is None:
-        return challenger.confirmation - incumbent.confirmation > CLEAR_MULTI_LABEL_GAIN
+def _paired(challenger: Finalist, incumbent: Finalist, multi_label: bool) -> bool:
+    """Whether the two are compared image by image (single-label, both measured so)."""
+    return not multi_label and challenger.correct is not None and incumbent.correct is not None
+
+
+def disagreements(challenger: Finalist, incumbent: Finalist) -> tuple[int, int]:
+    """`(wins, losses)`: confirmation images only `challenger`, only `incumbent` gets right."""
     wins = int(np.sum(challenger.correct & ~incumbent.correct))
     losses = int(np.sum(incumbent.correct & ~challenger.correct))
+    return wins, losses
+
+
+def wins_needed(disagreeing: int) -> int | None:
+    """The fewest of `disagreeing` images a challenger must win to be clearly better.
+
+    None when no number is enough (no image where the two disagree).
+    """
+    for wins in range(disagreeing + 1):
+        if 2 * wins - disagreeing > CLEAR_GAIN_Z * math.sqrt(disagreeing):
+            return wins
+    return None
+
+
+def clear_gain(challenger: Finalist, incumbent: Finalist, multi_label: bool) -> bool:
+    """Whether `challenger` beats `incumbent` on the confirmation split beyond its noise."""
+    if not _paired(challenger, incumbent, multi_label):
+        return challenger.confirmation - incumbent.confirmation > CLEAR_MULTI_LABEL_GAIN
+    wins, losses = disagreements(challenger, incumbent)
     return wins - losses > CLEAR_GAIN_Z * math.sqrt(wins + losses)
 
 
@@ -120,7 +142,21 @@ def choose(
     default = next((finalist for finalist in finalists if finalist.default), None)
     if default is None:
         return max(finalists, key=lambda finalist: finalist.confirmation)
-    winner = default
+    winner = _larger_size_winner(finalists, default, validation_images, confirmation_images)
+    challengers = _challengers(finalists)
+    if challengers and clear_gain(challengers[0], winner, multi_label):
+        return challengers[0]
+    return winner
+
+
+def _challengers(finalists: list[Finalist]) -> list[Finalist]:
+    return [finalist for finalist in finalists if not finalist.default and not finalist.anchor]
+
+
+def _larger_size_winner(
+    finalists: list[Finalist], default: Finalist, validation_images: int, confirmation_images: int
+) -> Finalist:
+    """Comparison (1): the default recipe, or the larger size with the largest pooled gain."""
     anchors = [finalist for finalist in finalists if finalist.anchor]
     if anchors:
         gains = [
@@ -128,19 +164,118 @@ def choose(
             for anchor in anchors
         ]
         if max(gains) > TIE:
-            winner = anchors[int(np.argmax(gains))]
-    challengers = [
-        finalist for finalist in finalists if not finalist.default and not finalist.anchor
-    ]
-    if challengers and clear_gain(challengers[0], winner, multi_label):
-        return challengers[0]
-    return winner
+            return anchors[int(np.argmax(gains))]
+    return default
+
+
+def reasons(
+    finalists: list[Finalist],
+    multi_label: bool,
+    validation_images: int = 0,
+    confirmation_images: int = 0,
+) -> dict[str, str]:
+    """Why `choose` kept or passed over each finalist, in a line each, by trial id.
+
+    Args:
+        finalists: list of `Finalist`. As `choose` takes them.
+        multi_label: bool. As for `choose`.
+        validation_images: int. As for `choose`. Defaults to `0`.
+        confirmation_images: int. As for `choose`. Defaults to `0`.
+
+    Returns:
+        A dict: trial id -> the reason, e.g. `"not clearly better than trial 00: right
+        on 3 of the 5 confirmation images where they disagree (4 needed)"`.
+    """
+    chosen = choose(finalists, multi_label, validation_images, confirmation_images)
+    default = next((finalist for finalist in finalists if finalist.default), None)
+    if default is None:
+        return {
+            finalist.trial_id: (
+                "the best on the confirmation images (no default recipe to compare with)"
+                if finalist is chosen
+                else f"below trial {chosen.trial_id} on the confirmation images"
+            )
+            for finalist in finalists
+        }
+    incumbent = _larger_size_winner(finalists, default, validation_images, confirmation_images)
+    challengers = _challengers(finalists)
+    said = {}
+    for finalist in finalists:
+        if finalist.default and finalist is chosen:
+            said[finalist.trial_id] = "the default recipe, kept: no finalist beat it"
+        elif finalist.default:
+            said[finalist.trial_id] = "the default recipe" + (
+                "" if incumbent is finalist else f", passed over for trial {incumbent.trial_id}"
+            )
+        elif finalist.anchor:
+            gain = pooled_gain(finalist, default, validation_images, confirmation_images)
+            pooled = validation_images > 0 and math.isfinite(
+                finalist.validation - default.validation
+            )
+            images = validation_images + confirmation_images if pooled else confirmation_images
+            where = "validation and confirmation images" if pooled else "confirmation images"
+            net = round(gain * images)
+            if multi_label or not images:
+                how = f"a gain of {gain:+.4f} over the default recipe"
+            elif net:
+                more = "more" if net > 0 else "fewer"
+                how = f"right on {abs(net)} {more} of the {images} {where} than the default recipe"
+            else:
+                how = f"right on as many of the {images} {where} as the default recipe"
+            if finalist is incumbent:
+                said[finalist.trial_id] = f"the default recipe at a larger size, {how}"
+            elif gain > TIE:
+                said[finalist.trial_id] = f"{how}, less than trial {incumbent.trial_id}"
+            else:
+                said[finalist.trial_id] = f"not chosen: {how}"
+        elif finalist is challengers[0]:
+            said[finalist.trial_id] = _challenger_reason(finalist, incumbent, multi_label)
+        else:
+            said[finalist.trial_id] = (
+                f"measured only: the search's own pick, trial {challengers[0].trial_id}, is "
+                "the one compared"
+            )
+    if challengers and chosen is challengers[0]:
+        replaced = said[incumbent.trial_id]
+        said[incumbent.trial_id] = f"{replaced}; replaced by trial {chosen.trial_id}"
+    return said
+
+
+def _challenger_reason(challenger: Finalist, incumbent: Finalist, multi_label: bool) -> str:
+    """Comparison (2) in words: the search's own pick against the winner of (1)."""
+    clear = clear_gain(challenger, incumbent, multi_label)
+    verdict = "clearly better" if clear else "not clearly better"
+    if not _paired(challenger, incumbent, multi_label):
+        gain = challenger.confirmation - incumbent.confirmation
+        return (
+            f"{verdict} than trial {incumbent.trial_id}: {gain:+.4f} confirmation mean "
+            f"average precision (more than +{CLEAR_MULTI_LABEL_GAIN:g} needed)"
+        )
+    wins, losses = disagreements(challenger, incumbent)
+    disagreeing = wins + losses
+    if not disagreeing:
+        return (
+            f"{verdict} than trial {incumbent.trial_id}: right and wrong on the same "
+            "confirmation images"
+        )
+    needed = wins_needed(disagreeing)
+    return (
+        f"{verdict} than trial {incumbent.trial_id}: right on {wins} of the {disagreeing} "
+        f"confirmation images where they disagree ({needed} needed)"
+    )
 
 
 def finalists_frame(
-    finalists: list[Finalist], chosen: Finalist, validation_metric: str, metric: str
+    finalists: list[Finalist],
+    chosen: Finalist,
+    validation_metric: str,
+    metric: str,
+    why: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """One row per finalist: its scores, its gains over the default, and which was chosen."""
+    """One row per finalist: its scores, its gains over the default, which was chosen, and why.
+
+    `why` is `reasons(...)`; without it the `reason` column is empty.
+    """
     default = next((finalist for finalist in finalists if finalist.default), None)
     rows = []
     for finalist in finalists:
@@ -153,6 +288,7 @@ def finalists_frame(
             "validation_gain": np.nan,
             "confirmation_gain": np.nan,
             "chosen": finalist is chosen,
+            "reason": (why or {}).get(finalist.trial_id, ""),
         }
         if default is not None:
             row["validation_gain"] = finalist.validation - default.validation
