@@ -1,8 +1,13 @@
 """Shared by the benchmarks: the offline CIFAR-10 cats-vs-dogs data, subsets and timing."""
 
+import datetime
+import json
 import os
+import platform
 import resource
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -119,3 +124,83 @@ def markdown_table(frame, index: bool = False) -> str:
     for row in frame.itertuples(index=False):
         lines.append("| " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(lines)
+
+
+# === Results files: the one source of every figure the README and the docs quote ===
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "docs" / "results"
+
+
+def bench_command(module: str, argv: list[str] | None = None) -> str:
+    """The command line that ran this benchmark, as the pages quote it.
+
+    `python -m bench.NAME` and the arguments exactly as given (`sys.argv[1:]` unless
+    `argv` says otherwise): the pages must quote this string, so it is stored verbatim.
+    """
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    return " ".join(["python", "-m", module, *arguments])
+
+
+def machine() -> dict:
+    """What the figures were measured on: CPU, cores and the library versions."""
+    import keras
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def write_results(
+    name: str, figures: dict, command: str, setup: dict | None = None, **extra
+) -> Path:
+    """Stores one run in `docs/results/<name>.json`: figures, command, date and machine.
+
+    A results file holds one run per command: a run replaces the stored run of the same
+    command and leaves the others (a bench measured with other arguments) alone. The
+    pages quote these figures, and `docs/hooks/results.py` checks that they do.
+
+    Args:
+        name: str. The benchmark's module name under `bench/` (`"feature_cache"`).
+        figures: dict. The measured figures, nested as the benchmark likes; only numbers,
+            strings and lists of them.
+        command: str. The exact command that produced them (`bench_command(...)`).
+        setup: dict. The run's settings that the pages quote beside the figures (images,
+            image size, epochs, seed). Defaults to none.
+        **extra: more fields of the run (`same_as`: other commands that are the same run).
+
+    Returns:
+        The path written, or None when the benchmark was not run from the command line
+        (a test calling its `main` stores nothing).
+    """
+    if Path(sys.argv[0]).stem != name:
+        print(f"not a command-line run of bench.{name}: results not stored", flush=True)
+        return None
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    run = {
+        "command": command,
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "setup": setup or {},
+        "figures": figures,
+        **extra,
+    }
+    runs = json.loads(path.read_text())["runs"] if path.is_file() else []
+    runs = [other for other in runs if other["command"] != command] + [run]
+    record = {"bench": name, "runs": runs}
+    path.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    print(f"results written to {path.relative_to(RESULTS_DIR.parents[1])}", flush=True)
+    return path

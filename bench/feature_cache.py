@@ -151,6 +151,29 @@ def main():
     )
     print(table.round(3).to_string())
 
+    from bench.common import bench_command, write_results
+
+    figures = {r["config"]: {**r, "x_one_forward_pass": r["seconds"] / floor} for r in rows}
+    for epochs in (1, 5, 20):
+        cached, recompute = figures.get(f"cached-{epochs}"), figures.get(f"recompute-{epochs}")
+        if cached and recompute:
+            figures[f"recompute-{epochs}"]["x_cached"] = recompute["seconds"] / cached["seconds"]
+    write_results(
+        "feature_cache",
+        figures,
+        bench_command("bench.feature_cache"),
+        setup={
+            "train_images": args.train_images,
+            "validation_percent": 20,
+            "test_images": 2000,
+            "image_size": args.image_size,
+            "head_learning_rate": args.head_learning_rate,
+            "epochs": [1, 5, 20],
+            "views": [1, 2, 4],
+            "cores": 2,
+        },
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -187,6 +187,15 @@ def main():
     )
     print(table.round(2).to_string())
 
+    from bench.common import bench_command, write_results
+
+    write_results(
+        "folders",
+        table.reset_index().to_dict(orient="records"),
+        bench_command("bench.folders"),
+        setup=vars(args),
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -63,6 +63,15 @@ def main():
     table = pd.DataFrame(rows).pivot(index="learning_rate", columns="epochs")
     print(table["test_accuracy"].round(4).to_string())
 
+    from bench.common import bench_command, write_results
+
+    write_results(
+        "head_learning_rate",
+        {"runs": rows},
+        bench_command("bench.head_learning_rate"),
+        setup={**vars(args), "test_images": len(xt)},
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -170,6 +170,15 @@ def main(argv=None):
     )
     print(markdown_table(pd.DataFrame(rows)))
 
+    from bench.common import bench_command, write_results
+
+    write_results(
+        "imbalance",
+        {"runs": rows},
+        bench_command("bench.imbalance"),
+        setup={**vars(args), "train": counts, "test_images": len(yt)},
+    )
+
 
 def _recall(probabilities, labels, class_index):
     predicted = probabilities.argmax(axis=1)

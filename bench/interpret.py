@@ -153,8 +153,11 @@ def main(argv=None) -> dict:
         f"\nGrad-CAM of {gradcam['images']} images: {gradcam['seconds']:.1f} s "
         f"(layer {gradcam['layer']})"
     )
+    from bench.common import bench_command, write_results
+
+    data = {**figures, "tta": figures["tta"].to_dict(orient="records")}
+    write_results("interpret", data, bench_command("bench.interpret", argv), setup=vars(args))
     if args.json:
-        data = {**figures, "tta": figures["tta"].to_dict(orient="records")}
         with open(args.json, "w") as file:
             json.dump(data, file, indent=2, default=float)
     return figures

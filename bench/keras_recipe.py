@@ -214,6 +214,15 @@ def main():
     print(pd.DataFrame(rows).set_index("run").round(4).to_string())
     print("per-epoch (seconds, accuracy): plain", plain, "transferkit", ours)
 
+    from bench.common import bench_command, write_results
+
+    write_results(
+        "keras_recipe",
+        {"runs": rows, "per_epoch": {"plain": plain, "transferkit": ours}},
+        bench_command("bench.keras_recipe"),
+        setup={**vars(args), "test_images": len(xt)},
+    )
+
 
 if __name__ == "__main__":
     np.set_printoptions(precision=4)

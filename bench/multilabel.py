@@ -163,6 +163,18 @@ def main(argv=None):
     print("\ntransferkit per class on the held-out mosaics:\n")
     print(markdown_table(report.per_class.round(4), index=True))
 
+    from bench.common import bench_command, write_results
+
+    write_results(
+        "multilabel",
+        {
+            "runs": table.to_dict(orient="records"),
+            "per_class": report.per_class.to_dict(orient="index"),
+        },
+        bench_command("bench.multilabel"),
+        setup=vars(args),
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -217,7 +217,10 @@ def main():
 
     import pandas as pd
 
+    from bench.common import bench_command, write_results
     from transferkit.backbones import get_backbone_spec
+
+    figures = {}
     from transferkit.precision import resolve_precision
 
     if args.backbones:
@@ -243,6 +246,7 @@ def main():
             f"{args.train_images} images (best of {args.rounds} rounds)"
         )
         print(summary.round(2).to_string())
+        figures["speed"] = summary.reset_index().to_dict(orient="records")
 
     if args.accuracy:
         rows = []
@@ -261,6 +265,7 @@ def main():
             "held out: the 2,000 test photos"
         )
         print(pd.DataFrame(rows).set_index("precision").round(4).to_string())
+        figures["accuracy"] = rows
 
     if args.reference:
         rows = []
@@ -269,6 +274,9 @@ def main():
             print(json.dumps(rows[-1]), flush=True)
         print("\nThe reference example (python examples/cats_vs_dogs/train.py --precision ...)")
         print(pd.DataFrame(rows).set_index("precision").round(4).to_string())
+        figures["reference"] = rows
+
+    write_results("precision", figures, bench_command("bench.precision"), setup=vars(args))
 
 
 if __name__ == "__main__":

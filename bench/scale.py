@@ -203,6 +203,15 @@ def main():
             f"| {allreduce} | {communication} |"
         )
 
+    from bench.common import bench_command, write_results
+
+    write_results(
+        "scale",
+        {label: result for label, result in rows},
+        bench_command("bench.scale"),
+        setup=vars(args),
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -82,6 +82,15 @@ def main():
     )
     print(pd.DataFrame(rows).set_index("schedule").round(4).to_string())
 
+    from bench.common import bench_command, write_results
+
+    write_results(
+        "schedules",
+        {r["schedule"]: r for r in rows},
+        bench_command("bench.schedules"),
+        setup={**vars(args), "test_images": len(xt)},
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -202,6 +202,10 @@ def versus_default(args, passed):
             f"{task}: mean gain {part['gain'].mean():+.4f} over {len(part)} seed(s); worst "
             f"{part['gain'].min():+.4f} (test-set standard error {noise:.4f})"
         )
+    from bench.common import bench_command, write_results
+
+    figures = {"runs": rows, "per_seed": wide.to_dict(orient="records")}
+    write_results("tuning", figures, bench_command("bench.tuning"), setup=vars(args))
 
 
 def _run_child(arguments):
@@ -438,6 +442,10 @@ def main():
     if "cached" in table.index and "default" in table.index:
         gain = table.loc["cached", "test_accuracy"] - table.loc["default", "test_accuracy"]
         print(f"best trial vs default FineTuner, held-out accuracy: {gain:+.3f}")
+
+    from bench.common import bench_command, write_results
+
+    write_results("tuning", rows, bench_command("bench.tuning"), setup=vars(args))
 
 
 if __name__ == "__main__":
