@@ -9,19 +9,32 @@ import pytest
 
 
 class Page(HTMLParser):
-    """What a test asserts on in a rendered DOM: sections, images, scripts, links."""
+    """What a test asserts on in a rendered DOM: sections, images, scripts, links.
+
+    Also each section's text (`text[id]`, whitespace collapsed) and the CSS
+    classes of the elements in it (`classes[id]`), e.g. `"missing"`, the
+    warning colour.
+    """
 
     def __init__(self, dom: str):
         super().__init__()
         self.sections, self.headings, self.images, self.scripts, self.links = [], [], [], [], []
         self.body = {}
+        self.text, self.classes = {}, {}
         self._heading = None
+        self._section = None
         self.feed(dom)
+        self.text = {key: " ".join(value.split()) for key, value in self.text.items()}
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        if self._section is not None and attrs.get("class"):
+            self.classes[self._section].update(attrs["class"].split())
         if tag == "section":
             self.sections.append(attrs.get("id"))
+            self._section = attrs.get("id")
+            self.text.setdefault(self._section, "")
+            self.classes.setdefault(self._section, set())
         elif tag == "img":
             self.images.append(attrs)
         elif tag == "script":
@@ -36,8 +49,12 @@ class Page(HTMLParser):
     def handle_data(self, data):
         if self._heading is not None:
             self._heading += data
+        if self._section is not None:
+            self.text[self._section] += f" {data}"
 
     def handle_endtag(self, tag):
+        if tag == "section":
+            self._section = None
         if tag == "h2" and self._heading is not None:
             self.headings.append(self._heading.strip())
             self._heading = None

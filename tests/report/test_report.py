@@ -63,6 +63,56 @@ def test_the_report_renders_in_a_browser_with_every_image(run, render):
     assert console == []
 
 
+@pytest.fixture(scope="module")
+def multi_label_run(tmp_path_factory):
+    """A multi-label fit on a CSV of tags (several colours, or none, per image)."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("report_multi_label")
+    rng = np.random.default_rng(0)
+    rows = []
+    for index in range(30):
+        present = rng.random(3) < 0.5  # red, green, blue channels bright where present
+        pixels = np.where(present, 210, 30) + rng.normal(0, 10, (12, 12, 3))
+        Image.fromarray(np.clip(pixels, 0, 255).astype("uint8")).save(root / f"{index}.png")
+        names = ("red", "green", "blue")
+        tags = "|".join(name for name, on in zip(names, present, strict=True) if on)
+        rows.append(f"{index}.png,{tags}")
+    (root / "tags.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    out = root / "run"
+    arguments = ["fit", str(root / "tags.csv"), "--out", str(out), "--label-delimiter", "|"]
+    assert main([*arguments, *TINY, "--epochs", "2", "--batch-size", "8"]) == 0
+    return out
+
+
+def test_a_multi_label_report_shows_what_the_model_does(multi_label_run, render):
+    summary = json.loads((multi_label_run / "run.json").read_text())
+    thresholds = summary["calibration"]["thresholds"]
+    assert len(thresholds) == 3 and summary["settings"]["head"]["config"]["multi_label"]
+    page, console = render(multi_label_run / "report.html")
+    assert console == [] and page.body.get("data-images-broken") == "0"
+    assert page.sections == SECTIONS
+    # The per-class thresholds in use, not the single-label "most probable class".
+    calibration = page.text["calibration"]
+    assert "most probable class" not in calibration
+    shown = ", ".join(
+        f"{name} {value:.3f}"
+        for name, value in zip(summary["class_names"], thresholds, strict=True)
+    )
+    assert "Decision thresholds, one per class" in calibration and shown in calibration
+    # No reliability diagram is expected of a multi-label run: a note, not a warning.
+    assert "A multi-label model has no reliability diagram" in calibration
+    assert "missing" not in page.classes["calibration"]
+    # The head as trained.
+    assert "multi_label=True" in page.text["settings"]
+    assert "multi_label=False" not in page.text["settings"]
+    # The phases end on the multi-label validation metric, with a value.
+    phases = page.text["phases"]
+    assert "last val_pr_auc" in phases and "val_accuracy" not in phases
+    assert re.search(r"head only \(backbone frozen\) [\d.]+ [\d.]+ 0\.\d+", phases), phases
+
+
 def test_tensorboard_shows_one_run_with_the_phases_marked(run):
     import tensorflow as tf
 

@@ -131,6 +131,17 @@ def _setting_text(value) -> str:
     return str(value)
 
 
+# The validation metric the Phases table shows, the first of these the history has:
+# multi-label runs have no val_accuracy (their accuracy over every class of every image
+# is flattered by the negatives), their search objective is val_pr_auc.
+PHASE_METRICS = ("val_accuracy", "val_pr_auc", "val_binary_accuracy", "val_loss")
+
+
+def phase_metric(history: pd.DataFrame) -> str | None:
+    """The history column the Phases table ends each phase with (None: no validation)."""
+    return next((name for name in PHASE_METRICS if name in history), None)
+
+
 def _phases(run: dict, history: pd.DataFrame) -> list[dict]:
     """One row per phase: its epochs, what trains, its peak rate, its time and result."""
     planned = run.get("phases") or []
@@ -146,6 +157,7 @@ def _phases(run: dict, history: pd.DataFrame) -> list[dict]:
                 }
             )
     phases = []
+    metric = phase_metric(history)
     for phase in planned:
         epochs = history["epoch"]
         rows = history[(epochs > phase["start_epoch"]) & (epochs <= phase["end_epoch"])]
@@ -159,12 +171,30 @@ def _phases(run: dict, history: pd.DataFrame) -> list[dict]:
                 ),
                 "learning_rate": _number(phase["learning_rate"], 6),
                 "seconds": _number(float(rows["seconds"].sum()), 1) if "seconds" in rows else "–",
-                "val_accuracy": _number(float(rows["val_accuracy"].iloc[-1]))
-                if "val_accuracy" in rows and len(rows)
+                "last": _number(float(rows[metric].iloc[-1]))
+                if metric is not None and len(rows)
                 else "–",
             }
         )
     return phases
+
+
+def _thresholds(run: dict, per_class: pd.DataFrame | None) -> list[tuple[str, str]] | None:
+    """A multi-label run's decision threshold per class, `[(class, "0.25"), ...]`.
+
+    From `run.json`'s calibration, else the per-class table's `threshold`
+    column; None when neither has them (the head then uses 0.5 for every class).
+    """
+    thresholds = (run.get("calibration") or {}).get("thresholds")
+    names = run.get("class_names")
+    if thresholds is not None and names is not None and len(names) == len(thresholds):
+        pairs = zip(names, thresholds, strict=True)
+        return [(str(name), _number(value, 3)) for name, value in pairs]
+    if per_class is not None and "threshold" in per_class:
+        column = per_class["threshold"]
+        if column.notna().any():
+            return [(str(name), _number(value, 3)) for name, value in column.items()]
+    return None
 
 
 def report_context(run_dir: str | os.PathLike) -> dict:
@@ -227,6 +257,7 @@ def report_context(run_dir: str | os.PathLike) -> dict:
         "summary": [(label, headline[label]) for label in SUMMARY if label in headline],
         "settings": [(key, _setting_text(value)) for key, value in settings.items()],
         "phases": _phases(run, history),
+        "phase_metric": phase_metric(history) or "val_accuracy",
         "history": _table(history),
         "history_image": _image(folder, "history.png", lambda: plots.plot_history(history)),
         "metrics": list(headline.items()),
@@ -244,6 +275,7 @@ def report_context(run_dir: str | os.PathLike) -> dict:
         "top_losses": _table(top_losses) if top_losses is not None else None,
         "top_losses_image": _image(folder, "top_losses.png"),
         "calibration": run.get("calibration"),
+        "thresholds": _thresholds(run, per_class) if multi_label else None,
         "calibration_error": headline.get("expected calibration error"),
         "reliability_image": _image(
             folder,

@@ -54,6 +54,8 @@ def run_summary(finetuner, epochs: int | None = None, **extra) -> dict:
             takes them from `finetuner.history`.
         **extra: Anything else to record (data description, seconds, ...).
     """
+    import keras
+
     from transferkit import schedules
 
     history = finetuner.history
@@ -64,6 +66,10 @@ def run_summary(finetuner, epochs: int | None = None, **extra) -> dict:
     except ValueError:  # an unregistered custom schedule cannot be serialized
         settings = {"backbone": finetuner.backbone_name}
     head = finetuner.model.head
+    if "head" in settings:
+        # The head as trained, not as asked for: `fit` resolves the classes, multi-label
+        # and thresholds, which the FineTuner's own setting leaves unset.
+        settings["head"] = keras.saving.serialize_keras_object(head)
     return _plain(
         {
             "backbone": finetuner.backbone_name,
@@ -79,6 +85,12 @@ def run_summary(finetuner, epochs: int | None = None, **extra) -> dict:
             "calibration": {
                 "temperature": float(np.asarray(head.temperature)),
                 "decision_threshold": head.decision_threshold,
+                # Multi-label: one threshold per class (None: 0.5 for every class).
+                **(
+                    {"thresholds": None if head.thresholds is None else list(head.thresholds)}
+                    if head.multi_label
+                    else {}
+                ),
             },
             "settings": settings,
             "transferkit_version": __version__,
