@@ -91,7 +91,17 @@ def test_evaluate_on_a_csv_of_0_1_columns_and_predict(run, capsys):
         ["predict", str(model), str(root / "data" / "0.png"), str(root / "data" / "1.png")]
     )
     assert status == 0
-    assert "prob_red" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "prob_red" in out
+    # Each class's threshold, the rule the labels column follows.
+    thresholds = json.loads((root / "run" / "metrics.json").read_text())["per_class"]
+    shown = ", ".join(f"{name} {thresholds[name]['threshold']:.3f}" for name in CLASSES)
+    assert f"Thresholds per class (chosen on validation images by fit): {shown};" in out
+    status = main(["predict", str(model), str(root / "data"), "--csv", str(root / "p.csv")])
+    assert status == 0
+    assert f"Thresholds per class (chosen on validation images by fit): {shown};" in (
+        capsys.readouterr().err
+    )
 
 
 def test_class_weight_on_multi_label_data_is_one_error_line(run, capsys):

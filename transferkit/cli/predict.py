@@ -9,8 +9,9 @@ from transferkit.cli.parsing import add_command, add_defaulted, check_int
 DESCRIPTION = """\
 Predict the class of images with a saved model. IMAGES are image files and/or folders
 (searched recursively). Prints path, label and probability for each image, or with --csv
-writes them, plus one prob_<class> column per class. Files that are not usable images
-are left out and reported on stderr."""
+writes them, plus one prob_<class> column per class. A multi-label model gives the set
+of classes of each image (labels) and then each class's decision threshold. Files that
+are not usable images are left out and reported on stderr."""
 
 EXAMPLE = """\
 transferkit predict runs/cats/model.keras cat.jpg dog.jpg
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if args.csv is None:
         if "labels" in predictions:
             print(predictions.to_string(index=False, float_format="{:.4f}".format))
+            print(thresholds_line(finetuner))
             return 0
         table = predictions[["path", "label", "probability"]]
         print(table.to_string(index=False, formatters={"probability": "{:.4f}".format}))
@@ -84,4 +86,24 @@ def run(args: argparse.Namespace) -> int:
     count = len(source.skipped)
     skipped = f" ({count} file{'s' if count > 1 else ''} skipped)" if count else ""
     print(f"Wrote {len(predictions)} predictions to {args.csv}{skipped}", file=sys.stderr)
+    if "labels" in predictions:
+        print(thresholds_line(finetuner), file=sys.stderr)
     return 0
+
+
+def thresholds_line(finetuner) -> str:
+    """A multi-label model's decision threshold per class, the rule `labels` follows."""
+    head = finetuner.model.head
+    if head.thresholds is None:
+        return (
+            "Thresholds: 0.5 for every class (none chosen): labels are the classes whose "
+            "probability reaches it."
+        )
+    shown = ", ".join(
+        f"{name} {value:.3f}"
+        for name, value in zip(finetuner.class_names, head.thresholds, strict=True)
+    )
+    return (
+        f"Thresholds per class (chosen on validation images by fit): {shown}; labels are "
+        "the classes whose probability reaches its threshold."
+    )
