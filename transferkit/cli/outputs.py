@@ -252,6 +252,17 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
+def _left_out_line(metrics: dict) -> list[str]:
+    """Names the classes without images, whose NaN figures the macro means leave out."""
+    names = metrics.get("classes_left_out") or []
+    if not names:
+        return []
+    return [
+        f"No image of {', '.join(names)} in these images: undefined (NaN) precision, recall, "
+        "F1 and average precision, left out of the macro means."
+    ]
+
+
 def format_report(report) -> str:
     """The text `transferkit evaluate` prints: headline metrics, per class, confusion matrix."""
     metrics = report.metrics
@@ -266,6 +277,7 @@ def format_report(report) -> str:
                 "",
                 "per class (a class is predicted from its threshold):",
                 report.per_class.to_string(float_format="{:.4f}".format),
+                *_left_out_line(metrics),
             ]
         )
     lines = [

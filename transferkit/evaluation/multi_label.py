@@ -42,9 +42,12 @@ def multi_label_report(
 ) -> EvaluationReport:
     """Per-class precision, recall, F1 and average precision, micro/macro F1 and mAP.
 
-    Classes with no positive image in the data have an undefined recall and
-    average precision: their `average_precision` is NaN and they are left out
-    of `mean_average_precision` (and counted in `classes_without_images`).
+    A class with no positive image in the data (no support) has undefined
+    precision, recall, F1 and average precision: they are NaN in `per_class`,
+    the class is left out of every macro mean (`macro_precision`,
+    `macro_recall`, `macro_f1`, `mean_average_precision`), and
+    `classes_without_images` counts it and `classes_left_out` names it. The
+    micro metrics still count its false positives.
     """
     truth = np.asarray(multi_hot) > 0.5
     predicted = np.asarray(predicted, bool)
@@ -53,10 +56,15 @@ def multi_label_report(
     fp = (~truth & predicted).sum(axis=0).astype("float64")
     fn = (truth & ~predicted).sum(axis=0).astype("float64")
     tn = (~truth & ~predicted).sum(axis=0).astype("float64")
+    present = truth.sum(axis=0) > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
         recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
         f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    # Without a positive image, a 0 would be a measurement of nothing: undefined.
+    precision, recall, f1 = (
+        np.where(present, values, np.nan) for values in (precision, recall, f1)
+    )
     ap = np.array(
         [average_precision(probabilities[:, c], truth[:, c]) for c in range(len(class_names))]
     )
@@ -74,19 +82,21 @@ def multi_label_report(
     micro_tp, micro_fp, micro_fn = tp.sum(), fp.sum(), fn.sum()
     clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
     losses = -(truth * np.log(clipped) + (~truth) * np.log(1 - clipped)).mean(axis=1)
-    present = truth.sum(axis=0) > 0
     metrics = {
         "loss": float(losses.mean()) if len(losses) else float("nan"),
         "micro_precision": _ratio(micro_tp, micro_tp + micro_fp),
         "micro_recall": _ratio(micro_tp, micro_tp + micro_fn),
         "micro_f1": _ratio(2 * micro_tp, 2 * micro_tp + micro_fp + micro_fn),
-        "macro_precision": float(precision.mean()),
-        "macro_recall": float(recall.mean()),
-        "macro_f1": float(f1.mean()),
-        "mean_average_precision": float(ap[present].mean()) if present.any() else float("nan"),
+        "macro_precision": _mean_over(precision, present),
+        "macro_recall": _mean_over(recall, present),
+        "macro_f1": _mean_over(f1, present),
+        "mean_average_precision": _mean_over(ap, present),
         "subset_accuracy": float((truth == predicted).all(axis=1).mean()),
         "hamming_loss": float((truth != predicted).mean()),
         "classes_without_images": int((~present).sum()),
+        "classes_left_out": [
+            name for name, kept in zip(class_names, present, strict=True) if not kept
+        ],
         "num_images": int(len(truth)),
     }
     counts = pd.DataFrame(
@@ -98,6 +108,11 @@ def multi_label_report(
         1 if identifiers is not None else 0, "true_labels", _label_lists(truth, class_names)
     )
     return EvaluationReport(metrics, per_class, counts, predictions, None, multi_label=True)
+
+
+def _mean_over(values: np.ndarray, present: np.ndarray) -> float:
+    """The mean over the classes with images (NaN when no class has any)."""
+    return float(np.mean(values[present])) if present.any() else float("nan")
 
 
 def _ratio(numerator: float, denominator: float) -> float:

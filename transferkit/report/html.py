@@ -271,6 +271,8 @@ def report_context(run_dir: str | os.PathLike) -> dict:
             (lambda: plots.plot_confusion_matrix(confusion)) if confusion is not None else None,
         ),
         "multi_label": multi_label,
+        # Classes with no image in the evaluated data: undefined, left out of the means.
+        "left_out": [str(name) for name in metrics.get("classes_left_out") or []],
         "watch": run.get("metric_to_watch"),
         "top_losses": _table(top_losses) if top_losses is not None else None,
         "top_losses_image": _image(folder, "top_losses.png"),
