@@ -27,9 +27,9 @@ import pandas as pd
 
 import transferkit as tk
 from bench.common import markdown_table, weights_path
-from transferkit.finetuner.class_weights import balanced_class_weight
-from transferkit.finetuner.reports import evaluation_report
+from transferkit.evaluation.report import evaluation_report
 from transferkit.offline import CIFAR10_CLASS_NAMES, load_cifar10_cats_vs_dogs
+from transferkit.training.class_weights import balanced_class_weight
 
 
 def imbalanced(train_images, fraction, rng):

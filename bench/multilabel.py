@@ -27,7 +27,7 @@ import pandas as pd
 
 import transferkit as tk
 from bench.common import CIFAR10_ALL_CLASSES, cifar10, markdown_table, weights_path
-from transferkit.finetuner.multi_label_report import multi_label_report
+from transferkit.evaluation.multi_label import multi_label_report
 
 
 def mosaics(images, labels, count, rng):

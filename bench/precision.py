@@ -79,9 +79,9 @@ def speed(backbone, args):
     from bench.common import cats_vs_dogs, peak_rss_mib
     from transferkit.data import as_image_source, make_dataset
     from transferkit.features import extract_features
-    from transferkit.finetuner.augmentation import augmentation_layer
     from transferkit.optimizers import get_optimizer
     from transferkit.precision import with_precision
+    from transferkit.training.augmentation import augmentation_layer
 
     x, y, _, _ = cats_vs_dogs(max(args.extract_images, args.train_images), test_images=2)
     ft = tk.FineTuner(backbone, weights=None, input_shape=args.image_size, seed=0)

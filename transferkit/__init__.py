@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers, editors and the
     from transferkit import (
         backbones,
         data,
+        evaluation,
         export,
         features,
         heads,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers, editors and the
         precision,
         report,
         schedules,
+        training,
         tuning,
     )
     from transferkit.backbones import build_backbone, list_backbones
@@ -71,6 +73,7 @@ _LAZY = {
         for name in (
             "backbones",
             "data",
+            "evaluation",
             "export",
             "features",
             "heads",
@@ -83,6 +86,7 @@ _LAZY = {
             "precision",
             "report",
             "schedules",
+            "training",
             "tuning",
         )
     },
@@ -108,6 +112,7 @@ __all__ = [
     "list_backbones",
     "backbones",
     "data",
+    "evaluation",
     "export",
     "features",
     "heads",
@@ -120,6 +125,7 @@ __all__ = [
     "precision",
     "report",
     "schedules",
+    "training",
     "tuning",
 ]
 

@@ -4,13 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from transferkit.backbones import registry
-from transferkit.backbones.registry import (
-    BACKBONES,
-    BackboneSpec,
-    get_backbone_spec,
-    list_backbones,
-)
+from transferkit.backbones import list_backbones, registry
+from transferkit.backbones.registry import BACKBONES, BackboneSpec, get_backbone_spec
 from transferkit.layers import BackbonePreprocessing
 
 APPLICATION_MODULES = [

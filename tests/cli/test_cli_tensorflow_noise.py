@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import keras
-import pytest
 
 import transferkit as tk
 
@@ -58,11 +57,6 @@ def test_verbose_shows_tensorflow_warnings():
     assert verbose.stdout.strip() == "2"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 29 item 6: the retracing is fixed in files the lead owns (the cached "
-    "phase builds a feature extractor per call; a last, smaller batch traces again)",
-)
 def test_fit_and_evaluate_trace_each_model_once(tmp_path, write_class_folder, monkeypatch):
     """Every `predict` trace is a graph built again: one per model is the least possible."""
     traces = []

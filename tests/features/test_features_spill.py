@@ -7,8 +7,8 @@ import pytest
 import transferkit as tk
 from transferkit.data import as_image_source
 from transferkit.features import FeatureCache
-from transferkit.finetuner.training import DiskFeatures, cached_features
 from transferkit.heads import ClassificationHead
+from transferkit.training.phases import DiskFeatures, cached_features
 
 
 def tiny_finetuner(cache, **kwargs):

@@ -146,11 +146,19 @@ def public_api():
         if isinstance(member, property):
             members[name] = "property"
         elif inspect.isfunction(member) or inspect.ismethod(member):
-            members[name] = str(inspect.signature(member))
+            members[name] = _without_modules(str(inspect.signature(member)))
     return {
         "dir(tk)": sorted(name for name in dir(tk) if not name.startswith("_")),
         "FineTuner": members,
     }
+
+
+def _without_modules(signature: str) -> str:
+    """A signature with its annotations' classes named without their modules.
+
+    Where a class is defined may move; what the signature takes may not.
+    """
+    return re.sub(r"\b(?:transferkit|keras)(?:\.\w+)*\.(?=[A-Z])", "", signature)
 
 
 def write():

@@ -6,9 +6,9 @@ import pytest
 
 import transferkit as tk
 from transferkit.data import as_image_source
-from transferkit.finetuner.class_weights import balanced_class_weight, resolve_class_weight
-from transferkit.finetuner.reports import evaluation_report
+from transferkit.evaluation.report import evaluation_report
 from transferkit.heads import ClassificationHead
+from transferkit.training.class_weights import balanced_class_weight, resolve_class_weight
 
 
 def tiny_backbone(size=16):

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 import transferkit as tk
 from bench.scale import free_ports
-from transferkit.finetuner.distribution import read_tf_config, worker_timeout
+from transferkit.training.distribution import read_tf_config, worker_timeout
 
 SOURCE_ROOT = Path(tk.__file__).resolve().parents[1]
 EXAMPLE = SOURCE_ROOT / "examples" / "scale_out" / "train.py"

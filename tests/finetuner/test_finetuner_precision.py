@@ -14,6 +14,7 @@ from transferkit.precision import (
     resolve_precision,
     with_precision,
 )
+from transferkit.training import RunHook
 
 
 def tiny_finetuner(**kwargs):
@@ -23,17 +24,21 @@ def tiny_finetuner(**kwargs):
     return tk.FineTuner(tiny_backbone(), weights=None, **kwargs)
 
 
-class Seen(keras.callbacks.Callback):
-    """Records, at each epoch's end, the precision the FineTuner's model computes in."""
+class Seen(RunHook):
+    """Records, at each epoch's end, the precision the run's training model computes in."""
 
-    def __init__(self, finetuner):
+    def __init__(self):
         super().__init__()
-        self.finetuner = finetuner
         self.precisions, self.optimizers, self.batch_norms = [], [], []
+        self.models = []
+
+    def on_run_begin(self, run):
+        self.run = run
 
     def on_epoch_end(self, epoch, logs=None):
-        self.precisions.append(model_precision(self.finetuner.model))
-        batch_norm = self.finetuner.model.backbone.get_layer("block1_bn")
+        self.models.append(self.run.model)
+        self.precisions.append(model_precision(self.run.training_model))
+        batch_norm = self.run.training_model.backbone.get_layer("block1_bn")
         self.batch_norms.append(type(batch_norm).__name__)
         self.optimizers.append(type(self.model.optimizer).__name__)
 
@@ -79,11 +84,13 @@ def test_mixed_bfloat16_trains_in_bfloat16_and_keeps_everything_float32(image_fo
     cache = FeatureCache(max_memory_bytes=2**30)
     ft = tiny_finetuner(precision="mixed_bfloat16", cache_features=cache)
     model = ft.build(["cat", "dog"])
-    seen = Seen(ft)
+    seen = Seen()
     ft.fit(image_folder(), epochs=2, batch_size=8, verbose=0, callbacks=[seen])
 
-    # Both phases computed in bfloat16; the FineTuner's model is float32 again, the same object.
+    # Both phases computed in bfloat16, in a training copy; the FineTuner's model stayed the
+    # same float32 object throughout the run.
     assert seen.precisions == ["mixed_bfloat16", "mixed_bfloat16"]
+    assert all(run_model is model for run_model in seen.models)
     # BatchNorm trained as BFloat16BatchNormalization; the model kept holds Keras's again.
     assert seen.batch_norms == ["BFloat16BatchNormalization"] * 2
     assert type(ft.model.backbone.get_layer("block1_bn")) is keras.layers.BatchNormalization
@@ -109,7 +116,7 @@ def test_mixed_bfloat16_trains_in_bfloat16_and_keeps_everything_float32(image_fo
 
 def test_mixed_float16_scales_the_loss_in_both_phases(image_folder):
     ft = tiny_finetuner(precision="mixed_float16", cache_features=FeatureCache())
-    seen = Seen(ft)
+    seen = Seen()
     ft.fit(image_folder(), epochs=2, batch_size=8, verbose=0, callbacks=[seen])
     assert seen.precisions == ["mixed_float16", "mixed_float16"]
     assert seen.batch_norms == ["BatchNormalization"] * 2  # float16 keeps Keras's casts
@@ -180,7 +187,7 @@ def test_a_run_in_bfloat16_resumes_from_its_checkpoint_in_bfloat16(image_folder,
     assert keras.config.dtype_policy().name == "float32"
 
     resumed = tiny_finetuner(precision="mixed_bfloat16", cache_features=FeatureCache())
-    seen = Seen(resumed)
+    seen = Seen()
     history = resumed.fit(
         root, epochs=2, batch_size=8, verbose=0, checkpoint_dir=checkpoints, callbacks=[seen]
     )

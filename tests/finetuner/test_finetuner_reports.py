@@ -1,12 +1,14 @@
 """The evaluation report's mistakes (top losses, most confused) and the history's seconds."""
 
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import transferkit as tk
-from transferkit.finetuner.reports import HistoryRecorder, evaluation_report
+from transferkit.evaluation.report import evaluation_report
+from transferkit.training.history import HistoryRecorder
 
 CLASSES = ["bird", "cat", "dog"]
 
@@ -63,21 +65,23 @@ def test_the_report_measures_calibration():
 
 
 def test_the_first_epoch_of_a_phase_counts_its_set_up():
-    rows = []
-    recorder = HistoryRecorder(None, rows)
+    run = SimpleNamespace(rows=[])
+    recorder = HistoryRecorder()
     recorder.set_model(type("Model", (), {"optimizer": None})())
-    recorder.start_phase("frozen")
+    recorder.on_run_begin(run)
+    recorder.on_phase_begin(run, SimpleNamespace(name="frozen"))
     time.sleep(0.2)  # the features being extracted
     recorder.on_epoch_begin(0)
     recorder.on_epoch_end(0)
     recorder.on_epoch_begin(1)
     recorder.on_epoch_end(1)
+    rows = run.rows
     assert rows[0]["phase"] == "frozen" and rows[0]["seconds"] >= 0.2
     assert rows[1]["seconds"] < 0.1
 
 
 def test_the_frozen_epochs_time_includes_the_feature_extraction(image_folder, monkeypatch):
-    from transferkit.finetuner import training
+    from transferkit.training import phases as training
 
     extract = training.extract_features
 

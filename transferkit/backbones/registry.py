@@ -3,8 +3,6 @@
 import dataclasses
 import difflib
 
-import pandas as pd
-
 from transferkit.layers.image_preprocessing import PREPROCESSING_MODES
 
 
@@ -150,46 +148,3 @@ def get_backbone_spec(name: str) -> BackboneSpec:
         f"Unknown backbone {name!r}.{hint} transferkit.list_backbones() lists the "
         f"{len(BACKBONES)} available names; a keras.Model of your own is accepted too."
     )
-
-
-def list_backbones(with_parameters: bool = False) -> pd.DataFrame:
-    """Lists the backbones transferkit can build by name.
-
-    Args:
-        with_parameters: bool. Whether to add a `parameters` column, counted by
-            building every backbone without its top and without weights at its
-            default size; this takes a minute or two and a few GB of memory.
-            Defaults to `False`.
-
-    Returns:
-        A `pandas.DataFrame` with one row per backbone and the columns `name`,
-        `application`, `input_size` (the default square size), `preprocessing` and
-        `family`, plus `parameters` when asked.
-
-    Example:
-
-    ```python
-    table = list_backbones()
-    table[table.family == "efficientnetv2"]
-    ```
-    """
-    table = pd.DataFrame(
-        {
-            "name": [spec.name for spec in BACKBONES.values()],
-            "application": [spec.application for spec in BACKBONES.values()],
-            "input_size": [spec.default_size for spec in BACKBONES.values()],
-            "preprocessing": [spec.preprocessing for spec in BACKBONES.values()],
-            "family": [spec.family for spec in BACKBONES.values()],
-        }
-    )
-    if with_parameters:
-        # Imported here because the builder imports this module.
-        from transferkit.backbones.builder import build_backbone
-
-        counts = []
-        for name in table["name"]:
-            model, _ = build_backbone(name, weights=None)
-            counts.append(model.count_params())
-            del model
-        table["parameters"] = counts
-    return table

@@ -88,6 +88,25 @@ def make_dataset(
     return dataset.prefetch(AUTOTUNE)
 
 
+def padded_batches(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """The image batches of `dataset`, each of exactly `batch_size` rows.
+
+    A shorter last batch repeats its last image. Keras traces a predict step
+    once per batch shape: with every batch alike, a model's predictions trace
+    once, not twice (once more for the remainder, with a warning after a few
+    models). Drop the predictions of the added rows: keep the first
+    `len(source)` of them.
+    """
+    images_spec = dataset.element_spec
+
+    def pad(images):
+        missing = batch_size - tf.shape(images)[0]
+        padded = tf.concat([images, tf.repeat(images[-1:], missing, axis=0)], axis=0)
+        return tf.ensure_shape(padded, [batch_size, *images_spec.shape[1:]])
+
+    return dataset.map(pad)
+
+
 def _check_arguments(source, image_size, batch_size, one_hot) -> tuple[int, int]:
     if (
         not isinstance(image_size, (tuple, list))

@@ -1,35 +1,11 @@
-"""pandas out for multi-label models: predictions with label sets, and their evaluation."""
+"""pandas out for multi-label models: their evaluation."""
 
 import numpy as np
 import pandas as pd
 
-from transferkit.finetuner.reports import EvaluationReport, probability_column
+from transferkit.evaluation.report import EvaluationReport
 from transferkit.interpret.thresholds import average_precision
-
-
-def multi_label_predictions_frame(
-    probabilities: np.ndarray,
-    class_names: list[str],
-    identifiers: list[str] | None,
-    predicted: np.ndarray,
-) -> pd.DataFrame:
-    """Builds the DataFrame `FineTuner.predict` returns for a multi-label model.
-
-    Columns: `path` (when the images came from files), `labels` (the list of
-    classes at or above their thresholds, possibly empty), then one
-    `prob_<class>` column per class.
-    """
-    frame = pd.DataFrame()
-    if identifiers is not None:
-        frame["path"] = list(identifiers)
-    frame["labels"] = _label_lists(predicted, class_names)
-    for column, name in enumerate(class_names):
-        frame[probability_column(name)] = probabilities[:, column]
-    return frame
-
-
-def _label_lists(mask: np.ndarray, class_names: list[str]) -> list[list[str]]:
-    return [[class_names[i] for i in np.flatnonzero(row)] for row in np.asarray(mask, bool)]
+from transferkit.models.predictions import label_lists, multi_label_predictions_frame
 
 
 def multi_label_report(
@@ -105,7 +81,7 @@ def multi_label_report(
     ).astype("int64")
     predictions = multi_label_predictions_frame(probabilities, class_names, identifiers, predicted)
     predictions.insert(
-        1 if identifiers is not None else 0, "true_labels", _label_lists(truth, class_names)
+        1 if identifiers is not None else 0, "true_labels", label_lists(truth, class_names)
     )
     return EvaluationReport(metrics, per_class, counts, predictions, None, multi_label=True)
 

@@ -1,97 +1,12 @@
-"""pandas out: the history of a run, predictions and evaluation reports."""
+"""pandas out: predictions and evaluation reports."""
 
 import dataclasses
-import time
 
-import keras
 import numpy as np
 import pandas as pd
 
 from transferkit.interpret.calibration import reliability_table, table_error
-
-
-class HistoryRecorder(keras.callbacks.Callback):
-    """Records one row per epoch: phase, learning rate, losses, metrics and seconds.
-
-    The first epoch of a phase started with `start_phase` counts from that call,
-    so its seconds include the phase's set-up: compiling and, for a frozen phase
-    on cached features, extracting the features.
-    """
-
-    def __init__(self, phase_name: str, rows: list):
-        super().__init__()
-        self.phase_name = phase_name
-        self.rows = rows
-        self._started = 0.0
-        self._phase_started = None
-
-    def start_phase(self, name: str) -> None:
-        """Names the rows that follow and starts the clock of the phase's first epoch."""
-        self.phase_name = name
-        self._phase_started = time.perf_counter()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._started = time.perf_counter()
-        if self._phase_started is not None:
-            self._started, self._phase_started = self._phase_started, None
-
-    def on_epoch_end(self, epoch, logs=None):
-        learning_rate = getattr(self.model.optimizer, "learning_rate", None)
-        row = {
-            "epoch": epoch + 1,
-            "phase": self.phase_name,
-            "learning_rate": float(np.asarray(learning_rate))
-            if learning_rate is not None
-            else None,
-        }
-        row.update({key: float(value) for key, value in (logs or {}).items()})
-        row["seconds"] = time.perf_counter() - self._started
-        self.rows.append(row)
-
-
-def history_frame(rows: list[dict]) -> pd.DataFrame:
-    """One row per epoch, in a fixed column order (metrics as Keras names them)."""
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return pd.DataFrame(columns=["epoch", "phase", "learning_rate", "loss", "seconds"])
-    first = ["epoch", "phase", "learning_rate"]
-
-    def loss_first(columns):
-        return sorted(columns, key=lambda column: not column.endswith("loss"))
-
-    train = loss_first(
-        [c for c in frame.columns if c not in first + ["seconds"] and not c.startswith("val_")]
-    )
-    validation = loss_first([c for c in frame.columns if c.startswith("val_")])
-    return frame[first + train + validation + ["seconds"]].reset_index(drop=True)
-
-
-def probability_column(class_name: str) -> str:
-    """The name of the predictions column holding the probability of `class_name`."""
-    return f"prob_{class_name}"
-
-
-def predictions_frame(
-    probabilities: np.ndarray,
-    class_names: list[str],
-    identifiers: list[str] | None,
-    predicted: np.ndarray | None = None,
-) -> pd.DataFrame:
-    """Builds the DataFrame `FineTuner.predict` returns.
-
-    Columns: `path` (when the images came from files), `label` (the predicted
-    class: the most probable one unless `predicted` says otherwise),
-    `probability` (its probability), then one `prob_<class>` column per class.
-    """
-    index = probabilities.argmax(axis=1) if predicted is None else np.asarray(predicted)
-    frame = pd.DataFrame()
-    if identifiers is not None:
-        frame["path"] = list(identifiers)
-    frame["label"] = [class_names[i] for i in index]
-    frame["probability"] = probabilities[np.arange(len(index)), index]
-    for column, name in enumerate(class_names):
-        frame[probability_column(name)] = probabilities[:, column]
-    return frame
+from transferkit.models.predictions import predictions_frame, probability_column
 
 
 @dataclasses.dataclass

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from transferkit.data import ImageSource, make_dataset
+from transferkit.data.pipeline import padded_batches
 from transferkit.utils.log import logger
 
 
@@ -67,9 +68,12 @@ class _Progress(keras.callbacks.Callback):
 
 
 def _view_datasets(source, image_size, batch_size, augmentation, views, seed):
-    """The images of `source` once per view: plain first, then `views - 1` augmented ones."""
+    """The images of `source` once per view: plain first, then `views - 1` augmented ones.
+
+    Every batch has `batch_size` rows (`padded_batches`): one trace of the model.
+    """
     for view in range(views):
-        yield make_dataset(
+        dataset = make_dataset(
             source,
             image_size,
             batch_size,
@@ -77,6 +81,7 @@ def _view_datasets(source, image_size, batch_size, augmentation, views, seed):
             include_labels=False,
             seed=None if seed is None else seed + view,
         )
+        yield padded_batches(dataset, batch_size)
 
 
 def extract_features(
@@ -100,7 +105,8 @@ def extract_features(
     started = time.perf_counter()
     for dataset in _view_datasets(source, image_size, batch_size, augmentation, views, seed):
         callbacks = [_Progress(len(source), batch_size, "features")] if verbose else []
-        outputs.append(feature_model.predict(dataset, verbose=0, callbacks=callbacks))
+        predicted = feature_model.predict(dataset, verbose=0, callbacks=callbacks)
+        outputs.append(predicted[: len(source)])
     features = np.concatenate(outputs, axis=0)
     seconds = time.perf_counter() - started
     logger.info(
@@ -139,8 +145,10 @@ def feature_batches(
     started, seen = time.perf_counter(), 0
     bar = keras.utils.Progbar(len(source) * views, unit_name="image") if verbose else None
     for dataset in _view_datasets(source, image_size, batch_size, augmentation, views, seed):
+        left = len(source)
         for images in dataset:
             batch = np.asarray(feature_model.predict_on_batch(images), dtype="float32")
+            batch, left = batch[:left], left - len(batch)
             seen += len(batch)
             if bar is not None:
                 rate = seen / max(1e-9, time.perf_counter() - started)

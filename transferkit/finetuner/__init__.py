@@ -1,7 +1,7 @@
-"""The FineTuner and everything it returns."""
+"""The FineTuner: the composer of the recipe, and `load`."""
 
-from transferkit.finetuner.distribution import resolve_strategy
+from transferkit.evaluation import EvaluationReport
 from transferkit.finetuner.finetuner import FineTuner, load
-from transferkit.finetuner.reports import EvaluationReport
+from transferkit.training.distribution import resolve_strategy
 
 __all__ = ["FineTuner", "load", "EvaluationReport", "resolve_strategy"]

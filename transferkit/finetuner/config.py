@@ -16,7 +16,7 @@ import keras
 
 from transferkit import schedules
 from transferkit.features import FeatureCache
-from transferkit.finetuner.distribution import distribute_config
+from transferkit.training.distribution import distribute_config
 
 
 def _serialize_schedule(schedule):

@@ -1,83 +1,72 @@
-"""The FineTuner: a pretrained backbone fine-tuned into an image classifier."""
+"""The FineTuner: a pretrained backbone fine-tuned into an image classifier.
+
+The FineTuner composes; it holds no training loop of its own. Its settings are
+checked in `transferkit.finetuner.settings`; a `fit` prepares a
+`transferkit.training.Run` and hands each phase to a `transferkit.training.Trainer`,
+with run hooks for the history, the best weights, checkpoints, calibration and
+thresholds; predictions and reports come from `transferkit.evaluation`, and
+`explain`, `calibrate` and `export` forward to the `ImageClassifier`.
+"""
 
 import contextlib
+import inspect
 import os
 
 import keras
-import numpy as np
 import pandas as pd
 
 from transferkit import defaults
 from transferkit import schedules as schedules_module
-from transferkit.backbones import BACKBONES, build_backbone, get_backbone_spec
-from transferkit.data import ImageSource, as_image_source, make_dataset, stratified_split
-from transferkit.data.duplicates import warn_if_overlapping
-from transferkit.features import FeatureCache, default_cache
-from transferkit.finetuner.augmentation import augmentation_layer
-from transferkit.finetuner.best_weights import BestWeights
-from transferkit.finetuner.checkpoint import RunCheckpoint, check_same_run, read_state
-from transferkit.finetuner.class_weights import resolve_class_weight
-from transferkit.finetuner.config import finetuner_config, finetuner_kwargs
-from transferkit.finetuner.distribution import (
-    agree,
-    check_distribute,
-    is_chief,
-    is_multi_worker,
-    read_tf_config,
-    reporting_lost_workers,
-    resolve_strategy,
-)
-from transferkit.finetuner.freezing import (
-    Trainable,
-    apply_phase,
-    backbone_units,
-    describe_phase,
-    describe_trainable,
-    set_trainable,
-)
-from transferkit.finetuner.lr_finder import LRFinderResult, find_learning_rate
-from transferkit.finetuner.multi_label_report import (
-    multi_label_predictions_frame,
-    multi_label_report,
-)
-from transferkit.finetuner.reports import (
+from transferkit.backbones import get_backbone_spec
+from transferkit.data import ImageSource, as_image_source, stratified_split
+from transferkit.evaluation import (
     EvaluationReport,
-    HistoryRecorder,
-    evaluation_report,
-    history_frame,
-    predictions_frame,
+    check_multi_label,
+    choose_classifier_thresholds,
+    evaluate_classifier,
+    predict_frame,
 )
-from transferkit.finetuner.training import (
-    PhaseRun,
-    cached_features,
-    fit_cached,
-    fit_end_to_end,
-    head_model,
+from transferkit.features import FeatureCache, default_cache
+from transferkit.finetuner.config import finetuner_config, finetuner_kwargs
+from transferkit.finetuner.settings import (
+    check_batch_size,
+    check_cacheable,
+    check_class_names,
+    check_same_classes,
+    check_settings,
+    check_training_classes,
+    check_validation,
 )
 from transferkit.heads import ClassificationHead
 from transferkit.interpret.calibration import CalibrationResult
 from transferkit.interpret.gradcam import Explanation
-from transferkit.interpret.model import (
-    calibrate_classifier,
-    explain_images,
-    outputs_with_views,
-    reset_calibration,
-)
-from transferkit.interpret.thresholds import DEFAULT_THRESHOLD_METRIC, choose_thresholds
+from transferkit.interpret.thresholds import DEFAULT_THRESHOLD_METRIC
 from transferkit.interpret.tta import tta_views
-from transferkit.layers import BackbonePreprocessing
 from transferkit.models import ImageClassifier
-from transferkit.models.legacy import is_legacy_classifier, upgrade_legacy_classifier
+from transferkit.models.building import build_classifier
+from transferkit.models.legacy import finetuner_settings
 from transferkit.models.loading import load_classifier
 from transferkit.optimizers import get_optimizer
-from transferkit.precision import (
-    check_precision,
-    copy_state,
-    model_precision,
-    resolve_precision,
-    with_precision,
+from transferkit.precision import resolve_precision
+from transferkit.training import Run, RunCheckpoint, Trainer, fit_hooks
+from transferkit.training.checkpoint import load_checkpoint_model, resume_state
+from transferkit.training.class_weights import resolve_class_weight
+from transferkit.training.distribution import (
+    agree,
+    check_distribute,
+    check_distributed_fit,
+    is_chief,
+    mirrored_copy,
+    read_tf_config,
+    resolve_strategy,
 )
-from transferkit.schedules.base import block_multipliers, check_multiplier
+from transferkit.training.freezing import (
+    Trainable,
+    describe_trainable,
+    set_trainable,
+    unfreeze_top,
+)
+from transferkit.training.lr_finder import LRFinderResult
 from transferkit.utils.files import atomic_path
 from transferkit.utils.log import logger
 
@@ -217,87 +206,18 @@ class FineTuner:
         seed: int | None = None,
         distribute=None,
     ):
+        arguments = _arguments(locals())
         check_distribute(distribute)
         if distribute in ("auto", "multi_worker") and read_tf_config() is not None:
             # A cluster must form before TensorFlow runs anything in the process, and
             # the checks below already do (a layer makes a variable): join it first.
             self._strategy, self._resolved = resolve_strategy(distribute), True
-        if num_classes is not None and (
-            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
-        ):
-            raise ValueError(
-                "`num_classes` must be an integer >= 2, or None to take it from the data. "
-                f"Received: num_classes={num_classes!r}"
-            )
-        if head is not None and not isinstance(head, ClassificationHead):
-            raise ValueError(
-                f"`head` must be a transferkit.heads.ClassificationHead. Received: head={head!r}"
-            )
-        if isinstance(input_shape, int):
-            input_shape = (input_shape, input_shape, 3)
-        if input_shape is not None and (len(input_shape) != 3 or input_shape[-1] != 3):
-            raise ValueError(
-                "`input_shape` must be (height, width, 3) or a single int. "
-                f"Received: input_shape={input_shape!r}"
-            )
-        if not 0 <= validation_split < 1:
-            raise ValueError(
-                "`validation_split` must be in [0, 1). "
-                f"Received: validation_split={validation_split}"
-            )
-        if cached_views is not None and (
-            isinstance(cached_views, bool) or not isinstance(cached_views, int) or cached_views < 1
-        ):
-            raise ValueError(
-                "`cached_views` must be an integer >= 1, or None to choose by schedule. "
-                f"Received: cached_views={cached_views!r}"
-            )
-        check_precision(precision)
-        if multi_label is not None and not isinstance(multi_label, bool):
-            raise ValueError(
-                "`multi_label` must be True, False or None (detect it from the data). "
-                f"Received: multi_label={multi_label!r}"
-            )
-        if head is not None and head.multi_label and multi_label is False:
-            raise ValueError(
-                "The head has multi_label=True but FineTuner(multi_label=False): set one of "
-                "them, they must agree."
-            )
-        if label_delimiter is not None and (
-            not isinstance(label_delimiter, str) or not label_delimiter
-        ):
-            raise ValueError(
-                "`label_delimiter` must be a non-empty string such as '|', or None. "
-                f"Received: label_delimiter={label_delimiter!r}"
-            )
-        if label_delimiter is not None and multi_label is False:
-            raise ValueError(
-                f"label_delimiter={label_delimiter!r} splits labels into several classes, "
-                "which multi_label=False refuses. Pass multi_label=None or True."
-            )
-        if isinstance(label_column, (list, tuple)):
-            label_column = [str(column) for column in label_column]
-            if multi_label is False:
-                raise ValueError(
-                    "A list of label columns (one 0/1 column per class) is multi-label data, "
-                    f"which multi_label=False refuses. Received: label_column={label_column}"
-                )
-        augmentation_layer(augmentation, seed)  # validates early
-        schedules_module.get(schedule)
-        get_optimizer(optimizer, 1e-3)
-        if isinstance(backbone, str):
-            get_backbone_spec(backbone)
-        elif not isinstance(backbone, keras.Model):
-            raise ValueError(
-                "`backbone` must be a name from transferkit.list_backbones() or a keras.Model. "
-                f"Received: backbone={backbone!r}"
-            )
-
+        settings = check_settings(**arguments)
         self.backbone = backbone
         self.num_classes = num_classes
         self.weights = weights
         self.head = head if head is not None else ClassificationHead()
-        self.input_shape = None if input_shape is None else tuple(input_shape)
+        self.input_shape = settings["input_shape"]
         self.schedule = schedule
         self.optimizer = optimizer
         self.augmentation = augmentation
@@ -307,7 +227,7 @@ class FineTuner:
         self.precision = precision
         self.validation_split = validation_split
         self.path_column = path_column
-        self.label_column = label_column
+        self.label_column = settings["label_column"]
         self.multi_label = multi_label
         self.label_delimiter = label_delimiter
         self.seed = seed
@@ -335,6 +255,41 @@ class FineTuner:
                 cannot be deserialized.
         """
         return cls(**finetuner_kwargs(cls, config))
+
+    def settings(self) -> dict:
+        """The constructor's arguments as they are (objects, not their JSON form).
+
+        Returns:
+            A dict from each constructor argument's name to its value here.
+        """
+        return {name: getattr(self, name) for name in inspect.signature(type(self)).parameters}
+
+    def with_settings(self, **changes) -> "FineTuner":
+        """A new FineTuner (not built) with these settings, `changes` replacing some of them.
+
+        The settings are the objects themselves, not copies: a `FeatureCache`
+        passed as `cache_features` is shared (so searches reuse its features).
+
+        Args:
+            **changes: Constructor arguments, such as `head=` or `schedule=`.
+
+        Raises:
+            ValueError: for a name that is not a constructor argument, or a value
+                the constructor refuses.
+
+        Example:
+
+        ```python
+        wider = ft.with_settings(head=tk.ClassificationHead(hidden_units=[256]))
+        ```
+        """
+        settings = self.settings()
+        unknown = sorted(set(changes) - set(settings))
+        if unknown:
+            raise ValueError(
+                f"Unknown FineTuner setting(s) {unknown}. A FineTuner takes {list(settings)}."
+            )
+        return type(self)(**{**settings, **changes})
 
     # === Distribution ===
     _resolved = False
@@ -369,22 +324,6 @@ class FineTuner:
     def _scope(self):
         strategy = self.strategy
         return strategy.scope() if strategy is not None else contextlib.nullcontext()
-
-    def _into_strategy(self) -> None:
-        """Re-creates a model built outside the strategy (such as a loaded one) inside it."""
-        strategy = self.strategy
-        if strategy is None or self.model is None:
-            return
-        if getattr(self.model, "distribute_strategy", None) is strategy:
-            return
-        weights = self.model.get_weights()
-        finetuner_config = self.model.finetuner_config
-        with strategy.scope():
-            model = ImageClassifier.from_config(self.model.get_config())
-            model.build((None, None, None, 3))
-            model.set_weights(weights)
-        model.finetuner_config = finetuner_config
-        self.model = model
 
     @property
     def backbone_name(self) -> str:
@@ -428,58 +367,32 @@ class FineTuner:
         Returns:
             The `ImageClassifier`, with its backbone frozen.
         """
-        if class_names is None:
-            if self.num_classes is None:
-                raise ValueError(
-                    "Cannot build before the number of classes is known: pass num_classes= "
-                    "to FineTuner, class_names= to build(), or call fit() with data."
-                )
-            class_names = [str(index) for index in range(self.num_classes)]
-        if self.num_classes is not None and len(class_names) != self.num_classes:
-            raise ValueError(
-                f"FineTuner(num_classes={self.num_classes}) but the data has "
-                f"{len(class_names)} classes: {list(class_names)}. Fix num_classes (or pass "
-                "None to take it from the data) or the data."
-            )
-        backbone = self.backbone
-        if self.strategy is not None and isinstance(backbone, keras.Model):
+        class_names = check_class_names(class_names, self.num_classes)
+        if self.strategy is not None and isinstance(self.backbone, keras.Model):
             # Your own backbone's variables were made outside the scope: mirror a copy
             # (before seeding, so the head starts from the weights it would have anyway).
-            with self._scope():
-                backbone = keras.models.clone_model(self.backbone)
-                backbone.set_weights(self.backbone.get_weights())
             # As without a strategy, your backbone setting is the model's backbone.
-            self.backbone = backbone
+            self.backbone = mirrored_copy(self.backbone, self.strategy)
         if self.seed is not None:
             keras.utils.set_random_seed(self.seed)
         if multi_label is None:
             multi_label = bool(self.multi_label) or self.head.multi_label
         # Under a strategy every variable is created in its scope (mirrored on each replica).
         with self._scope():
-            backbone, spec = build_backbone(
-                backbone, weights=self.weights, input_shape=self.input_shape
+            self.model = build_classifier(
+                self.backbone,
+                self.head,
+                class_names,
+                weights=self.weights,
+                input_shape=self.input_shape,
+                multi_label=multi_label,
+                image_size=None if self.input_shape is None else tuple(self.input_shape[:2]),
             )
-            head = self.head.with_classes(
-                len(class_names), list(class_names), name="head", multi_label=multi_label
-            )
-            image_size = tuple(backbone.input_shape[1:3])
-            if None in image_size:
-                image_size = self.image_size
-            preprocessor = BackbonePreprocessing(
-                image_size=image_size, mode=spec.preprocessing, name="preprocessing"
-            )
-            self.model = ImageClassifier(backbone, head, preprocessor)
         try:
             self.model.finetuner_config = self.get_config()
         except ValueError:
             pass  # an unregistered custom schedule: `save` says so, with the fix
-        set_trainable(backbone, 0)  # the first phase sets (and logs) what trains
-        logger.info(
-            f"built {spec.name} ({backbone.count_params():,} parameters, input "
-            f"{image_size[0]}x{image_size[1]}, preprocessing {spec.preprocessing!r}) with a "
-            f"{len(class_names)}-class {'multi-label ' if multi_label else ''}head "
-            f"{list(class_names)}"
-        )
+        set_trainable(self.model.backbone, 0)  # the first phase sets (and logs) what trains
         return self.model
 
     def _require_built(self, what):
@@ -529,15 +442,12 @@ class FineTuner:
             A `Trainable` saying what trains, at which multipliers.
         """
         self._require_built("model")
-        backbone = self.model.backbone
-        count = len(backbone_units(backbone, unit)) if blocks is None else blocks
-        multiplier = check_multiplier(lowest_block_multiplier)
-        trainable = set_trainable(
-            backbone,
-            count,
+        trainable = unfreeze_top(
+            self.model.backbone,
+            blocks,
             unit=unit,
             train_bn=train_bn,
-            multipliers=block_multipliers(count, multiplier),
+            lowest_block_multiplier=lowest_block_multiplier,
         )
         self._recompile(trainable, defaults.FINE_TUNE_LEARNING_RATE)
         return trainable
@@ -562,32 +472,6 @@ class FineTuner:
             self._logged_precision = policy
         return policy
 
-    @contextlib.contextmanager
-    def _training_precision(self):
-        """Trains a copy of the model in `compute_precision`, then copies it back.
-
-        `self.model` is that copy inside the block (callbacks see it), and the
-        same float32 model object again after it, holding the trained weights and
-        trainable flags. Nested blocks (`fit` calling `fit_phase`) convert once.
-        """
-        policy = self.compute_precision
-        if self._in_training_precision or model_precision(self.model) == policy:
-            yield
-            return
-        float_model = self.model
-        with self._scope():
-            self.model = with_precision(float_model, policy)
-        self._in_training_precision = True
-        logger.info(f"training in {policy}")
-        try:
-            yield
-        finally:
-            copy_state(self.model, float_model)
-            self.model = float_model
-            self._in_training_precision = False
-
-    _in_training_precision = False
-
     # === Data ===
     @property
     def is_multi_label(self) -> bool:
@@ -598,9 +482,9 @@ class FineTuner:
 
     def _source(self, data, labels=None, *, class_names=None, require_labels=True) -> ImageSource:
         # Once built, the model says; before, the FineTuner's setting (None: detect).
-        multi_label = self.is_multi_label if self.built or self.head.multi_label else None
-        if multi_label is None:
-            multi_label = self.multi_label
+        multi_label = (
+            self.is_multi_label if self.built or self.head.multi_label else self.multi_label
+        )
         source = as_image_source(
             data,
             labels,
@@ -618,23 +502,17 @@ class FineTuner:
     def _training_source(self, data, labels) -> ImageSource:
         """Labelled training data, encoded with the model's classes once it has them."""
         known = self.class_names if self.built and self._classes_from_data else None
-        source = self._source(data, labels, class_names=known)
-        if source.class_names is not None and len(source.class_names) < 2:
-            raise ValueError(
-                f"Training needs at least 2 classes; the data has {source.class_names}."
-            )
-        return source
+        return check_training_classes(self._source(data, labels, class_names=known))
 
     def _build_for(self, source: ImageSource) -> None:
         """Builds the model for the source's classes, or checks they are the model's."""
         if not self.built:
             self.build(source.class_names, multi_label=source.multi_label or None)
             self._classes_from_data = source.class_names is not None
-        elif source.class_names is not None and list(source.class_names) != self.class_names:
-            raise ValueError(
-                f"The data's classes {source.class_names} differ from the model's "
-                f"{self.class_names}."
-            )
+        else:
+            check_same_classes(source, self.class_names)
+
+    _classes_from_data = False
 
     def split(self, data, labels=None, validation_data=None, *, seed=None):
         """The training and validation sources `fit` uses, the model built for them.
@@ -660,13 +538,7 @@ class FineTuner:
                     f"{source.class_names}: {error} A class only in the validation data cannot "
                     "be learned: add its images to the training data, or drop it."
                 ) from error
-            if validation.multi_label != source.multi_label:
-                raise ValueError(
-                    "The training data is "
-                    f"{'multi-label' if source.multi_label else 'single-label'} but the "
-                    "validation data is not: give both in the same form."
-                )
-            warn_if_overlapping(train, validation)
+            check_validation(train, validation)
         elif self.validation_split and source.dataset is None:
             split_seed = self.seed if seed is None else seed
             train, validation = stratified_split(source, self.validation_split, seed=split_seed)
@@ -694,10 +566,12 @@ class FineTuner:
     ) -> pd.DataFrame:
         """Fine-tunes on `data` following the schedule.
 
-        The recipe, as calls you can also make yourself: `split` the data (and
-        build the model), then for each `Phase` of `schedule.plan(epochs)`,
-        `fit_phase` (which sets what trains, recompiles and trains), and at the
-        end put back the best epoch's weights.
+        The recipe, as calls you can also make yourself: `prepare_run` (resume,
+        `split` the data and build the model, weigh the classes, list the run's
+        hooks), then `trainer().running(run)` and, for each remaining `Phase`
+        of `schedule.plan(epochs)`, `trainer().fit_phase(run, phase)` (which
+        sets what trains, recompiles and trains). The run hooks put back the
+        best epoch's weights at the end and choose multi-label thresholds.
 
         Args:
             data: The training images: a folder with one sub-folder per class, a
@@ -747,115 +621,112 @@ class FineTuner:
             reset at each phase (as Keras resets them at each `fit`): an
             `EarlyStopping` ends the phase it stops, and the next phase starts.
             In a frozen phase trained on cached features, Keras trains (and
-            your callbacks see) the head alone; use `checkpoint_dir` to save
-            the full model.
+            your callbacks see) the head alone; a `transferkit.training.RunHook`
+            among your callbacks sees the whole run and its full model
+            (`run.training_model`), and `checkpoint_dir` saves it.
 
         Returns:
             A `pandas.DataFrame` with one row per epoch: `epoch`, `phase`,
             `learning_rate`, `loss`, `accuracy`, `val_loss`, `val_accuracy`
             and `seconds`. It is also kept as `self.history`.
         """
-        schedule = schedules_module.get(schedule if schedule is not None else self.schedule)
-        phases = schedule.plan(epochs)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be an integer >= 1. Received: {batch_size!r}")
-        strategy = self.strategy  # first: a cluster must form before other TensorFlow work
-        if strategy is not None:
-            self._check_distributed_fit(strategy, batch_size)
-        if self.seed is not None:
-            keras.utils.set_random_seed(self.seed)
-
-        # === Resuming ===
-        state = read_state(checkpoint_dir) if checkpoint_dir is not None else None
-        # Every worker must resume from the same epoch (checkpoint_dir a shared folder).
-        agree(strategy, state["epochs_done"] if state else 0, "the epochs done in checkpoint_dir")
-        split_seed = self.seed
-        if state is not None:
-            check_same_run(state, checkpoint_dir, epochs, _schedule_config(schedule))
-            split_seed = state["split_seed"]
-            with self._scope():
-                self.model = keras.saving.load_model(state["model_path"])
-                if model_precision(self.model) != "float32":
-                    # Checkpoints hold the model as it trained; between runs it is float32.
-                    self.model = with_precision(self.model, "float32")
-            self._classes_from_data = self.model.head.class_names is not None
-            logger.info(
-                f"resuming from {checkpoint_dir}: {state['epochs_done']}/{epochs} epochs done"
-            )
-        elif checkpoint_dir is not None and split_seed is None:
-            # The validation split must be the same when the run resumes.
-            split_seed = int(np.random.default_rng().integers(2**31))
-
-        train, validation = self.split(data, labels, validation_data, seed=split_seed)
-        self._into_strategy()
-        agree(strategy, len(train) if train.dataset is None else 0, "the training images")
-        # A calibration fitted to the weights before this run would not fit those after.
-        reset_calibration(self.model.head)
-        class_weight = resolve_class_weight(class_weight, train, self.class_names)
-
-        # === Callbacks ===
-        rows = list(state["history"]) if state else []
-        done = state["epochs_done"] if state else 0
-        recorder = HistoryRecorder(None, rows)
-        own_callbacks = [recorder]
-        best = BestWeights(self) if restore_best_weights and validation is not None else None
-        if best is not None:
-            own_callbacks.append(best)
-        if checkpoint_dir is not None and self.is_chief:
-            run_state = {
-                "epochs": epochs,
-                "schedule": _schedule_config(schedule),
-                "split_seed": split_seed,
-            }
-            own_callbacks.append(RunCheckpoint(self, checkpoint_dir, run_state, rows))
-
-        # === The phases ===
-        with reporting_lost_workers(strategy, checkpoint_dir), self._training_precision():
-            for phase in phases:
-                if phase.end_epoch <= done:
-                    continue
-                recorder.start_phase(phase.name)
-                self.fit_phase(
-                    phase,
-                    train,
-                    validation,
-                    schedule=schedule,
-                    batch_size=batch_size,
-                    callbacks=list(callbacks or []) + own_callbacks,
-                    class_weight=class_weight,
-                    shuffle=shuffle,
-                    verbose=verbose,
-                    initial_epoch=max(phase.start_epoch, done),
-                    last=phase is phases[-1],
-                )
-            if best is not None:
-                best.restore()
-        if self.model.head.multi_label:
-            if validation is not None:
-                self.choose_thresholds(validation, batch_size=batch_size)
-            else:
-                logger.info(
-                    "no validation data: every class keeps the decision threshold 0.5; call "
-                    "choose_thresholds() with held-out images to tune them"
-                )
-        self.history = history_frame(rows)
+        # fit's arguments are prepare_run's: the run decides, the trainer trains each phase.
+        run = self.prepare_run(**_arguments(locals()))
+        trainer = self.trainer()
+        with trainer.running(run):
+            for phase in run.remaining_phases():
+                trainer.fit_phase(run, phase)
+        self.history = run.history()
         return self.history
 
-    _classes_from_data = False
+    def prepare_run(
+        self,
+        data,
+        labels=None,
+        *,
+        validation_data=None,
+        epochs: int = defaults.EPOCHS,
+        batch_size: int = defaults.BATCH_SIZE,
+        callbacks: list | None = None,
+        schedule=None,
+        class_weight: dict | str | None = None,
+        shuffle: bool = True,
+        checkpoint_dir: str | os.PathLike | None = None,
+        restore_best_weights: bool = True,
+        verbose="auto",
+    ) -> Run:
+        """Decides what a `fit` with these arguments trains, before any training.
 
-    def _check_distributed_fit(self, strategy, batch_size: int) -> None:
-        """Refuses, before any training, what would make replicas or workers go different ways."""
-        replicas = strategy.num_replicas_in_sync
-        if batch_size < replicas:
-            raise ValueError(
-                f"`batch_size` is the global batch, split over {replicas} replicas: it must be "
-                f"at least {replicas}. Received: batch_size={batch_size}"
-            )
-        if is_multi_worker(strategy) and self.seed is None:
-            raise ValueError(
-                "Training on several workers needs FineTuner(seed=...): every worker must "
-                "draw the same validation split and shuffle the same way. Received: seed=None"
-            )
+        Resumes from `checkpoint_dir` when it holds this run's checkpoint, splits
+        the data (building the model for its classes), weighs the classes and
+        lists the run's hooks: your `callbacks` first, then the history, the
+        best weights (with validation data and `restore_best_weights`), the
+        checkpoint, the calibration reset and the multi-label thresholds. The
+        arguments are `fit`'s.
+
+        Returns:
+            A `transferkit.training.Run`, for `trainer().running(run)` and
+            `trainer().fit_phase(run, phase)`.
+        """
+        schedule = schedules_module.get(schedule if schedule is not None else self.schedule)
+        phases = schedule.plan(epochs)
+        check_batch_size(batch_size)
+        strategy = self.strategy  # first: a cluster must form before other TensorFlow work
+        if strategy is not None:
+            check_distributed_fit(strategy, batch_size, self.seed)
+        if self.seed is not None:
+            keras.utils.set_random_seed(self.seed)
+        state, split_seed = self._resume(checkpoint_dir, epochs, schedule)
+        train, validation = self.split(data, labels, validation_data, seed=split_seed)
+        agree(strategy, len(train) if train.dataset is None else 0, "the training images")
+        checkpoint = None
+        if checkpoint_dir is not None and self.is_chief:
+            fixed = {"epochs": epochs, "schedule": _schedule_config(schedule)}
+            checkpoint = RunCheckpoint(checkpoint_dir, {**fixed, "split_seed": split_seed})
+        hooks = fit_hooks(restore_best_weights and validation is not None, checkpoint, batch_size)
+        return Run(
+            model=self.model,
+            schedule=schedule,
+            phases=phases,
+            train=train,
+            validation=validation,
+            batch_size=batch_size,
+            class_weight=resolve_class_weight(class_weight, train, self.class_names),
+            split_seed=split_seed,
+            shuffle=shuffle,
+            verbose=verbose,
+            callbacks=[*(callbacks or []), *hooks],
+            rows=list(state["history"]) if state else [],
+            epochs_done=state["epochs_done"] if state else 0,
+            checkpoint_dir=checkpoint_dir,
+        )
+
+    def _resume(self, checkpoint_dir, epochs: int, schedule) -> tuple[dict | None, int | None]:
+        """The checkpoint state a run resumes from (its model loaded) and the split's seed."""
+        state, split_seed = resume_state(
+            checkpoint_dir, epochs, _schedule_config(schedule), self.seed, self.strategy
+        )
+        if state is not None:
+            with self._scope():
+                self.model = load_checkpoint_model(state)
+            self._classes_from_data = self.model.head.class_names is not None
+        return state, split_seed
+
+    def trainer(self) -> Trainer:
+        """The `transferkit.training.Trainer` of this FineTuner's model and settings.
+
+        Its strategy, training precision (`"auto"` resolved), feature cache,
+        cached views, augmentation, seed and XLA setting are this FineTuner's.
+        """
+        self._require_built("model")
+        names = ("optimizer", "strategy", "cached_views", "augmentation", "seed", "jit_compile")
+        return Trainer(
+            self.model,
+            precision=self.compute_precision,
+            feature_cache=self._feature_cache(),
+            backbone_name=self.backbone_name,
+            **{name: getattr(self, name) for name in names},
+        )
 
     def fit_phase(
         self,
@@ -897,93 +768,29 @@ class FineTuner:
                 the schedule. Defaults to `None`.
         """
         self._require_built("model")
-        with self._training_precision():
-            self._fit_phase(
-                phase,
-                train,
-                validation,
-                schedule=schedule,
-                batch_size=batch_size,
-                callbacks=callbacks,
-                class_weight=class_weight,
-                shuffle=shuffle,
-                verbose=verbose,
-                initial_epoch=initial_epoch,
-                last=last,
-                trainable=trainable,
-            )
-
-    def _fit_phase(
-        self,
-        phase,
-        train,
-        validation,
-        *,
-        schedule,
-        batch_size,
-        callbacks,
-        class_weight,
-        shuffle,
-        verbose,
-        initial_epoch,
-        last,
-        trainable,
-    ):
-        schedule = schedules_module.get(schedule if schedule is not None else self.schedule)
-        if trainable is None:
-            trainable = apply_phase(self.model.backbone, phase, schedule)
-        logger.info(describe_phase(phase, trainable, self.backbone_name))
-        if self.seed is not None:
-            # Reseed per phase: a cache hit skips the work that would otherwise
-            # have consumed random numbers, and must not change the result.
-            keras.utils.set_random_seed(self.seed + phase.start_epoch)
-            reseed_layers(self.model, self.seed + phase.start_epoch)
-        run = PhaseRun(
-            phase=phase,
-            schedule=schedule,
-            trainable=trainable,
-            optimizer=self.optimizer,
+        run = Run(
+            model=self.model,
+            schedule=schedules_module.get(schedule if schedule is not None else self.schedule),
+            phases=[phase],
             train=train,
             validation=validation,
             batch_size=batch_size,
-            callbacks=list(callbacks or []),
             class_weight=class_weight,
             shuffle=shuffle,
-            augmentation=augmentation_layer(self.augmentation, self.seed),
             verbose=verbose,
-            initial_epoch=phase.start_epoch if initial_epoch is None else initial_epoch,
-            seed=self.seed,
-            jit_compile=self.jit_compile,
-            strategy=self.strategy,
+            callbacks=list(callbacks or []),
         )
-        if trainable.frozen and self.cache_features and train.dataset is None:
-            fit_cached(self.model, run, self._feature_cache(), self._views(run, last))
-        else:
-            fit_end_to_end(self.model, run)
-        if getattr(self.model, "stop_training", False):
-            logger.info(f"a callback ended phase {phase.name!r} early")
-            self.model.stop_training = False
+        trainer = self.trainer()
+        with trainer.running(run):
+            trainer.fit_phase(
+                run, phase, trainable=trainable, initial_epoch=initial_epoch, last=last
+            )
 
     def _feature_cache(self) -> FeatureCache | None:
         """The cache frozen phases use: the FineTuner's own, the shared one, or none."""
         if isinstance(self.cache_features, FeatureCache):
             return self.cache_features
         return default_cache() if self.cache_features else None
-
-    def _views(self, run: PhaseRun, last: bool) -> int:
-        """How many views of each training image a cached phase computes.
-
-        `cached_views=None` decides by the phase's role: a frozen phase that ends
-        the run gives the head all the augmentation it will ever see (2 views);
-        a warm-up before unfreezing only has to bring the head close, and the
-        unfrozen epochs augment afresh, so it takes the plain images (1 view) at
-        half the cost.
-        """
-        if run.augmentation is None:
-            return 1
-        if self.cached_views is not None:
-            return self.cached_views
-        return 2 if last else 1
 
     def find_lr(
         self,
@@ -1023,39 +830,12 @@ class FineTuner:
         ```
         """
         source = self._training_source(data, labels)
-        if source.dataset is not None:
-            raise ValueError(
-                "find_lr needs images it can cache: pass files or arrays, not a tf.data.Dataset."
-            )
+        check_cacheable(source, "find_lr")
         self._build_for(source)
         self.freeze()
-        with self._training_precision():
-            features, feature_labels = cached_features(
-                self.model,
-                source,
-                cache=self._feature_cache(),
-                batch_size=batch_size,
-                seed=self.seed,
-                jit_compile=self.jit_compile,
-            )
-        if is_multi_worker(self.strategy):
-            raise ValueError(
-                "find_lr runs Keras's own fit, which fails on a multi-worker cluster: find the "
-                "learning rate in one process (distribute=None), then train on the cluster."
-            )
-        # The head's variables live in the strategy's scope: its optimizer must too.
-        with self._scope():
-            return find_learning_rate(
-                head_model(self.model.head, features.shape[1:]),
-                np.asarray(features),
-                np.asarray(feature_labels),
-                self.model.head.default_loss(),
-                start_learning_rate,
-                end_learning_rate,
-                steps,
-                batch_size,
-                self.seed,
-            )
+        return self.trainer().find_lr(
+            source, start_learning_rate, end_learning_rate, steps, batch_size
+        )
 
     # === Inference ===
     def predict(self, images, batch_size: int = defaults.BATCH_SIZE, *, tta=False) -> pd.DataFrame:
@@ -1088,14 +868,7 @@ class FineTuner:
         self._require_built("model")
         views = tta_views(tta)
         source = self._source(images, require_labels=False)
-        probabilities = self._probabilities(source, batch_size, views)
-        if self.model.head.multi_label:
-            mask = self.model.head.predicted_mask(probabilities)
-            return multi_label_predictions_frame(
-                probabilities, self.class_names, source.identifiers, mask
-            )
-        predicted = self.model.head.predicted_indices(probabilities)
-        return predictions_frame(probabilities, self.class_names, source.identifiers, predicted)
+        return predict_frame(self.model, source, batch_size, views)
 
     def evaluate(
         self, data, labels=None, batch_size: int = defaults.BATCH_SIZE, *, tta=False
@@ -1125,36 +898,7 @@ class FineTuner:
         self._require_built("model")
         views = tta_views(tta)
         source = self._source(data, labels, class_names=self.class_names)
-        probabilities = self._probabilities(source, batch_size, views)
-        if self.model.head.multi_label:
-            head = self.model.head
-            return multi_label_report(
-                probabilities,
-                self._labels(source, batch_size),
-                self.class_names,
-                source.identifiers,
-                head.predicted_mask(probabilities),
-                head.threshold_array(),
-            )
-        return evaluation_report(
-            probabilities,
-            self._labels(source, batch_size),
-            self.class_names,
-            source.identifiers,
-            self.model.head.predicted_indices(probabilities),
-        )
-
-    def _labels(self, source, batch_size) -> np.ndarray:
-        if source.labels is None and source.dataset is not None:
-            # make_dataset turns one-hot and (batch, 1) labels into class indices.
-            labelled = make_dataset(source, self.image_size, batch_size)
-            return np.concatenate([np.asarray(y) for _, y in labelled])
-        return source.labels
-
-    def _probabilities(self, source, batch_size, views=None):
-        dataset = make_dataset(source, self.image_size, batch_size, include_labels=False)
-        outputs = outputs_with_views(self.model, dataset, views)
-        return self.model.head.probabilities(outputs)
+        return evaluate_classifier(self.model, source, batch_size, views)
 
     # === Understanding the model ===
     def explain(
@@ -1200,7 +944,7 @@ class FineTuner:
         """
         self._require_built("model")
         source = self._source(images, require_labels=False)
-        return explain_images(self.model, source, class_name, layer, batch_size)
+        return self.model.explain(source, class_name, layer=layer, batch_size=batch_size)
 
     def choose_thresholds(
         self,
@@ -1244,29 +988,9 @@ class FineTuner:
         ```
         """
         self._require_built("model")
-        if not self.model.head.multi_label:
-            raise ValueError(
-                "choose_thresholds is for a multi-label model; for two classes use "
-                "calibrate(validation_data, threshold_metric=...)."
-            )
+        check_multi_label(self.model)
         source = self._source(validation_data, labels, class_names=self.class_names)
-        probabilities = self._probabilities(source, batch_size)
-        table = choose_thresholds(
-            probabilities, self._labels(source, batch_size), self.class_names, metric
-        )
-        self.model.head.thresholds = [float(value) for value in table["threshold"]]
-        chosen = ", ".join(f"{name} {value:.3f}" for name, value in table["threshold"].items())
-        logger.info(
-            f"decision thresholds chosen on {len(probabilities)} images for {metric}: {chosen}"
-        )
-        kept = table[table["note"] != ""]
-        if len(kept):
-            logger.warning(
-                "Classes %s have only one kind of image in the validation data: they keep the "
-                "threshold 0.5.",
-                list(kept.index),
-            )
-        return table
+        return choose_classifier_thresholds(self.model, source, metric, batch_size)
 
     def calibrate(
         self,
@@ -1321,11 +1045,8 @@ class FineTuner:
                 f"calibrate needs labelled held-out images of the model's classes "
                 f"{self.class_names}: {error}"
             ) from error
-        return calibrate_classifier(
-            self.model,
-            make_dataset(source, self.image_size, batch_size, include_labels=False),
-            self._labels(source, batch_size),
-            threshold_metric,
+        return self.model.calibrate(
+            source, threshold_metric=threshold_metric, batch_size=batch_size
         )
 
     # === Saving ===
@@ -1355,12 +1076,8 @@ class FineTuner:
             logger.info(f"not saving {path}: this worker is not the chief, which writes it")
             return
         self.model.finetuner_config = self.get_config()
-        model = self.model
-        if model_precision(model) != "float32":
-            # Saved during training (from a callback): the file still computes in float32.
-            model = with_precision(model, "float32")
         with atomic_path(path, overwrite=overwrite) as tmp:
-            model.save(tmp)
+            self.model.save(tmp)
         logger.info(f"saved {path}")
 
     def export(
@@ -1449,23 +1166,12 @@ class FineTuner:
                   representative_data="data/train")
         ```
         """
+        arguments = _arguments(locals())
         self._require_built("model")
-        from transferkit.export import export_model
-
-        return export_model(
-            self.model,
-            path,
-            format,
-            quantize=quantize,
-            representative_data=representative_data,
-            check=check,
-            tolerance=tolerance,
-            overwrite=overwrite,
-            batch_size=batch_size,
-        )
+        return self.model.export(arguments.pop("path"), **arguments)
 
     @classmethod
-    def from_model(cls, model: keras.Model) -> "FineTuner":
+    def from_model(cls, model: keras.Model, **settings) -> "FineTuner":
         """Wraps a classifier (for example a loaded one) in a FineTuner.
 
         The settings are those the model was saved with (`finetuner_config`);
@@ -1474,54 +1180,26 @@ class FineTuner:
 
         Args:
             model: `ImageClassifier`, or a classifier saved by transferkit 0.1.
+            **settings: FineTuner settings that replace those the model was
+                saved with (such as a shared `cache_features`).
 
         Raises:
             ValueError: if `model` is neither.
         """
-        backbone_name = None
-        if is_legacy_classifier(model):
-            model, backbone_name = upgrade_legacy_classifier(model)
-        if not isinstance(model, ImageClassifier):
-            raise ValueError(
-                f"A FineTuner wraps a transferkit.ImageClassifier. Received a "
-                f"{type(model).__name__} named {model.name!r}."
-            )
-        config = dict(model.finetuner_config or {})
-        if not config:
-            head = model.head.get_config()
-            # The decision threshold belongs to the trained model, not to the settings.
-            head.update(
-                num_classes=None, class_names=None, decision_threshold=None, thresholds=None
-            )
-            head.pop("name", None)
-            config = {
-                # A registry name keeps the log's and the CLI's wording; else the model.
-                "backbone": backbone_name if backbone_name in BACKBONES else model.backbone,
-                "num_classes": model.head.num_classes,
-                "weights": None,
-                "head": keras.saving.serialize_keras_object(ClassificationHead.from_config(head)),
-                "input_shape": [*model.image_size, 3],
-            }
-        if isinstance(config.get("backbone"), dict):
-            # The model holds the backbone (with its weights): no need to rebuild it.
-            config["backbone"] = model.backbone
-        finetuner = cls(**finetuner_kwargs(cls, config))
+        model, config = finetuner_settings(model)
+        finetuner = cls(**{**finetuner_kwargs(cls, config), **settings})
         finetuner.model = model
         finetuner._classes_from_data = model.head.class_names is not None
         return finetuner
 
 
-def reseed_layers(model: keras.Model, seed: int) -> None:
-    """Restarts the random state of the model's layers (Dropout and the like) from `seed`.
+def _arguments(values: dict) -> dict:
+    """A method's arguments, from its `locals()` taken first thing: all but `self`.
 
-    Keras seeds these from the global seed when a layer is created, and a `.keras`
-    file does not keep their state: without this, a loaded model would draw other
-    dropout masks than the model it was saved from, and a fit after loading would
-    not repeat a fit after fitting.
+    The public signatures stay explicit (for users, editors and the docs); the
+    composer forwards them without restating every name.
     """
-    states = [v for v in model.non_trainable_variables if v.name == "seed_generator_state"]
-    for index, state in enumerate(states):
-        state.assign(np.array([seed + index, 0], dtype=state.dtype))
+    return {name: value for name, value in values.items() if name != "self"}
 
 
 def _schedule_config(schedule) -> dict:

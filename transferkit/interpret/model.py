@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from transferkit.data import ImageSource, make_dataset
-from transferkit.finetuner.reports import predictions_frame
+from transferkit.data.pipeline import padded_batches
 from transferkit.interpret.calibration import (
     CalibrationResult,
     calibrate_logits,
@@ -19,14 +19,30 @@ from transferkit.interpret.calibration import (
 )
 from transferkit.interpret.gradcam import Explanation, GradCAM, explain_batches
 from transferkit.interpret.tta import tta_outputs
+from transferkit.models.predictions import predictions_frame
 from transferkit.utils.log import logger
 
 
-def outputs_with_views(model: keras.Model, dataset, views: Sequence[str] | None) -> np.ndarray:
-    """`model.predict` on a dataset of image batches, averaged over TTA `views` if given."""
+def outputs_with_views(
+    model: keras.Model,
+    dataset,
+    views: Sequence[str] | None,
+    count: int | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """`model.predict` on a dataset of image batches, averaged over TTA `views` if given.
+
+    With the number of images (`count`) and the `batch_size` of the batches,
+    the last batch is padded to a full one and its added rows dropped, so the
+    model traces its predict step once.
+    """
+    if count is not None and batch_size is not None:
+        dataset = padded_batches(dataset, batch_size)
     if views is None:
-        return model.predict(dataset, verbose=0)
-    return tta_outputs(model, dataset, views)
+        outputs = model.predict(dataset, verbose=0)
+    else:
+        outputs = tta_outputs(model, dataset, views)
+    return outputs if count is None else outputs[:count]
 
 
 def _class_indices(class_name, class_names):

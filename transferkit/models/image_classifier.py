@@ -8,6 +8,17 @@ from transferkit import defaults
 from transferkit.heads import ClassificationHead
 from transferkit.layers import BackbonePreprocessing
 
+# Formats only Keras's own export writes, and the options only transferkit's takes.
+_KERAS_ONLY_FORMATS = ("tf_saved_model", "openvino")
+_EXPORT_OPTIONS = {
+    "quantize",
+    "representative_data",
+    "check",
+    "tolerance",
+    "overwrite",
+    "batch_size",
+}
+
 
 @keras.saving.register_keras_serializable(package="transferkit")
 class ImageClassifier(keras.Model):
@@ -167,6 +178,86 @@ class ImageClassifier(keras.Model):
         self.compile(**config)
         if self.built:
             self.optimizer.build(self.trainable_variables)
+
+    # === Understanding and shipping the model ===
+    def explain(self, images, class_name=None, *, layer=None, batch_size=defaults.BATCH_SIZE):
+        """Grad-CAM heat maps of `images` (see `FineTuner.explain`, which forwards here).
+
+        Args:
+            images: An `ImageSource` or images in any form `FineTuner.predict`
+                accepts.
+            class_name: str, list of str or None. The class to explain; `None`
+                for each image's predicted class. Defaults to `None`.
+            layer: str or None. A backbone layer to read instead of the last
+                spatial feature map. Defaults to `None`.
+            batch_size: int. Defaults to `32`.
+
+        Returns:
+            A `transferkit.interpret.Explanation`.
+        """
+        from transferkit.data import as_image_source
+        from transferkit.interpret.model import explain_images
+
+        source = as_image_source(images, require_labels=False)
+        return explain_images(self, source, class_name, layer, batch_size)
+
+    def calibrate(
+        self,
+        validation_data,
+        labels=None,
+        *,
+        threshold_metric=None,
+        batch_size=defaults.BATCH_SIZE,
+    ):
+        """Fits temperature scaling on held-out images (see `FineTuner.calibrate`).
+
+        Args:
+            validation_data: An `ImageSource` or labelled images in any form
+                `FineTuner.fit` accepts, of this model's classes.
+            labels: array-like or None. Labels for a list of paths or an array.
+            threshold_metric: str or None. Also choose a two-class decision
+                threshold maximising this metric. Defaults to `None`.
+            batch_size: int. Defaults to `32`.
+
+        Returns:
+            A `transferkit.interpret.CalibrationResult`.
+        """
+        from transferkit.data import as_image_source, make_dataset
+        from transferkit.evaluation import source_labels
+        from transferkit.interpret.model import calibrate_classifier
+
+        source = as_image_source(validation_data, labels, class_names=self.class_names)
+        images = make_dataset(source, self.image_size, batch_size, include_labels=False)
+        labels = source_labels(self, source, batch_size)
+        return calibrate_classifier(self, images, labels, threshold_metric)
+
+    def export(self, filepath, format=defaults.EXPORT_FORMAT, **kwargs):
+        """Exports to a SavedModel, LiteRT or ONNX model (see `FineTuner.export`).
+
+        A thin entry point, as Keras's own: the work is
+        `transferkit.export.export_model` (raw images in, probabilities and
+        class names out, written atomically, checked against this model when
+        `check=` is given). Keras's own formats of another name
+        (`"tf_saved_model"`, `"openvino"`), asked for without transferkit's
+        options, are Keras's `Model.export`, as for any Keras model.
+
+        Args:
+            filepath: str or path. A folder for `"saved_model"`, a file ending
+                in `.tflite` or `.onnx` for the others.
+            format: str. `"saved_model"`, `"litert"` or `"onnx"`. Defaults to
+                `"saved_model"`.
+            **kwargs: The arguments of `transferkit.export.export_model`:
+                `quantize`, `representative_data`, `check`, `tolerance`,
+                `overwrite`, `batch_size`.
+
+        Returns:
+            With `check`, the parity table (a `pandas.DataFrame`); else None.
+        """
+        from transferkit.export import export_model
+
+        if format in _KERAS_ONLY_FORMATS and not set(kwargs) & _EXPORT_OPTIONS:
+            return super().export(filepath, format=format, **kwargs)
+        return export_model(self, filepath, format, **kwargs)
 
     # === Serialization ===
     def get_config(self):

@@ -51,3 +51,44 @@ def upgrade_legacy_classifier(model: keras.Model) -> tuple[ImageClassifier, str]
         )
     classifier = ImageClassifier(backbones[0], head, preprocessing, name="image_classifier")
     return classifier, model.name[len(LEGACY_PREFIX) :]
+
+
+def finetuner_settings(model: keras.Model) -> tuple[ImageClassifier, dict]:
+    """A classifier and the FineTuner settings to wrap it in (`FineTuner.from_model`).
+
+    The settings are those the model was saved with (`finetuner_config`). A
+    transferkit 0.1 classifier is upgraded first; a classifier without settings
+    (0.1, or built by hand) gets the defaults around its own backbone, head and
+    input size. A saved backbone model is replaced by the model's own (with its
+    weights), so it is not rebuilt.
+
+    Raises:
+        ValueError: if `model` is neither an `ImageClassifier` nor a 0.1 classifier.
+    """
+    from transferkit.backbones import BACKBONES
+
+    backbone_name = None
+    if is_legacy_classifier(model):
+        model, backbone_name = upgrade_legacy_classifier(model)
+    if not isinstance(model, ImageClassifier):
+        raise ValueError(
+            f"A FineTuner wraps a transferkit.ImageClassifier. Received a "
+            f"{type(model).__name__} named {model.name!r}."
+        )
+    config = dict(model.finetuner_config or {})
+    if not config:
+        head = model.head.get_config()
+        # The decision threshold belongs to the trained model, not to the settings.
+        head.update(num_classes=None, class_names=None, decision_threshold=None, thresholds=None)
+        head.pop("name", None)
+        config = {
+            # A registry name keeps the log's and the CLI's wording; else the model.
+            "backbone": backbone_name if backbone_name in BACKBONES else model.backbone,
+            "num_classes": model.head.num_classes,
+            "weights": None,
+            "head": keras.saving.serialize_keras_object(ClassificationHead.from_config(head)),
+            "input_shape": [*model.image_size, 3],
+        }
+    if isinstance(config.get("backbone"), dict):
+        config["backbone"] = model.backbone
+    return model, config

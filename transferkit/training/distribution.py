@@ -23,6 +23,7 @@ import os
 import re
 import time
 
+import keras
 import tensorflow as tf
 
 from transferkit import defaults
@@ -272,3 +273,26 @@ def agree(strategy, value: float, what: str) -> None:
             f"(this worker: {float(value):g}). Every worker must see the same settings, data "
             "and checkpoint_dir (a folder all workers share)."
         )
+
+
+def check_distributed_fit(strategy, batch_size: int, seed: int | None) -> None:
+    """Refuses, before any training, what would make replicas or workers go different ways."""
+    replicas = strategy.num_replicas_in_sync
+    if batch_size < replicas:
+        raise ValueError(
+            f"`batch_size` is the global batch, split over {replicas} replicas: it must be "
+            f"at least {replicas}. Received: batch_size={batch_size}"
+        )
+    if is_multi_worker(strategy) and seed is None:
+        raise ValueError(
+            "Training on several workers needs FineTuner(seed=...): every worker must "
+            "draw the same validation split and shuffle the same way. Received: seed=None"
+        )
+
+
+def mirrored_copy(model, strategy):
+    """A copy of `model` (same weights) whose variables are made in `strategy`'s scope."""
+    with strategy.scope():
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+    return copy

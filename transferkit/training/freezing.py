@@ -5,6 +5,7 @@ import dataclasses
 import keras
 
 from transferkit.schedules import Phase, Schedule, backbone_blocks
+from transferkit.schedules.base import block_multipliers, check_multiplier
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +104,33 @@ def set_trainable(
         if not any(layer in layers for layers in all_units):
             layer.trainable = False
     return Trainable(count, total, unit, train_bn, lr_multipliers)
+
+
+def unfreeze_top(
+    backbone: keras.Model,
+    blocks: int | None,
+    *,
+    unit: str = "blocks",
+    train_bn: bool = False,
+    lowest_block_multiplier: float = 0.1,
+) -> Trainable:
+    """Makes the top `blocks` (all for None) trainable at geometric learning-rate multipliers.
+
+    The top block learns at the head's rate and the lowest trainable one at
+    `lowest_block_multiplier` of it (see `Schedule`).
+
+    Raises:
+        ValueError: for a `lowest_block_multiplier` outside (0, 1] or an unknown `unit`.
+    """
+    count = len(backbone_units(backbone, unit)) if blocks is None else blocks
+    multiplier = check_multiplier(lowest_block_multiplier)
+    return set_trainable(
+        backbone,
+        count,
+        unit=unit,
+        train_bn=train_bn,
+        multipliers=block_multipliers(count, multiplier),
+    )
 
 
 def apply_phase(backbone: keras.Model, phase: Phase, schedule: Schedule) -> Trainable:

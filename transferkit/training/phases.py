@@ -1,16 +1,16 @@
 """Running one phase of a schedule: end to end, or on cached backbone features.
 
-The phase runners take what they use: the classifier, a typed `PhaseRun` (the
-phase, what trains and the Keras `fit` settings) and, for a cached phase, the
-feature cache. They compile for the phase (a fresh layer-wise optimizer with
-the phase's learning-rate schedule) and run Keras's `fit` for its epochs,
-either on the whole classifier or, while the backbone is frozen, on the head
-alone over features computed once. Under a `tf.distribute` strategy the same
-phases run the custom distributed step of `transferkit.finetuner.distributed`
-instead of Keras's `fit`.
+A phase is prepared in one of two ways, `end_to_end_inputs` (the whole
+classifier on raw images) or `cached_inputs` (the head alone on features
+computed once, while the backbone is frozen), and trained by one loop,
+`train_phase`: it compiles for the phase (a fresh layer-wise optimizer with the
+phase's learning-rate schedule, the head's loss and metrics) and runs Keras's
+`fit`, or under a `tf.distribute` strategy the custom distributed step of
+`transferkit.training.distributed`, with the same callbacks.
 """
 
 import dataclasses
+import functools
 import math
 import os
 
@@ -27,13 +27,13 @@ from transferkit.features import (
     view_labels,
 )
 from transferkit.features import source_fingerprint as fingerprint_source
-from transferkit.finetuner.augmentation import augmentation_key
-from transferkit.finetuner.distributed import DistributedSteps
-from transferkit.finetuner.freezing import Trainable
 from transferkit.models import ImageClassifier
 from transferkit.optimizers import get_optimizer
 from transferkit.precision import dtype_policy_scope, model_precision
 from transferkit.schedules import Phase, Schedule
+from transferkit.training.augmentation import augmentation_key
+from transferkit.training.distributed import DistributedSteps
+from transferkit.training.freezing import Trainable
 
 
 @dataclasses.dataclass
@@ -101,8 +101,35 @@ def compile_for_phase(
         optimizer.iterations.assign((run.initial_epoch - phase.start_epoch) * steps_per_epoch)
 
 
-def fit_end_to_end(model: ImageClassifier, run: PhaseRun) -> None:
-    """Trains the whole classifier (raw images in) for the phase's epochs."""
+@dataclasses.dataclass
+class PhaseInputs:
+    """What a phase trains and on what, in the form its training loop takes.
+
+    Args:
+        target: `keras.Model`. The whole classifier, or the head alone on
+            cached features (it shares its weights with the classifier).
+        x: Keras `fit`'s `x`: a batched `(images, labels)` dataset, an array
+            of features, or `DiskFeatures`; under a strategy always a batched
+            `(x, y)` dataset.
+        validation: Keras `fit`'s `validation_data`, or None.
+        steps: int. Steps per epoch.
+        y: Keras `fit`'s `y` (features in memory), or None.
+        batch_size: int or None. Keras `fit`'s `batch_size` (features in memory).
+        shuffle: bool. Keras `fit`'s `shuffle`: whether Keras shuffles `x`
+            itself (datasets here are shuffled, seeded, where they are made).
+    """
+
+    target: keras.Model
+    x: object
+    validation: object
+    steps: int
+    y: object = None
+    batch_size: int | None = None
+    shuffle: bool = False
+
+
+def end_to_end_inputs(model: ImageClassifier, run: PhaseRun) -> PhaseInputs:
+    """The whole classifier on raw images (batched, shuffled and augmented per epoch)."""
     dataset = make_dataset(
         run.train,
         model.image_size,
@@ -114,34 +141,13 @@ def fit_end_to_end(model: ImageClassifier, run: PhaseRun) -> None:
     validation = None
     if run.validation is not None:
         validation = make_dataset(run.validation, model.image_size, run.batch_size)
-    steps = _steps(run.train, run.batch_size, dataset)
-    if run.strategy is not None:
-        _fit_distributed(
-            model,
-            model.head.default_loss(),
-            model.head.default_metrics(),
-            run,
-            dataset,
-            validation,
-            steps,
-        )
-        return
-    compile_for_phase(model, model.head.default_loss(), run, steps, model.head.default_metrics())
-    model.fit(
-        dataset,
-        validation_data=validation,
-        initial_epoch=run.initial_epoch,
-        epochs=run.phase.end_epoch,
-        callbacks=run.callbacks,
-        class_weight=run.class_weight,
-        # The dataset is already shuffled (seeded) by make_dataset.
-        shuffle=False,
-        verbose=run.verbose,
-    )
+    return PhaseInputs(model, dataset, validation, _steps(run.train, run.batch_size, dataset))
 
 
-def fit_cached(model: ImageClassifier, run: PhaseRun, cache: FeatureCache, views: int) -> None:
-    """Trains the head alone on cached backbone features for the phase's epochs.
+def cached_inputs(
+    model: ImageClassifier, run: PhaseRun, cache: FeatureCache | None, views: int
+) -> PhaseInputs:
+    """The head alone on backbone features computed once (looked up in `cache`).
 
     Numerically this is the end-to-end phase with a frozen backbone in inference
     mode (the head's weights are shared with the whole classifier), minus the
@@ -150,7 +156,7 @@ def fit_cached(model: ImageClassifier, run: PhaseRun, cache: FeatureCache, views
     Args:
         model: `ImageClassifier`. Its backbone must be frozen.
         run: `PhaseRun`.
-        cache: `FeatureCache`. Where features are looked up and kept.
+        cache: `FeatureCache` or None. Where features are looked up and kept.
         views: int. Views of each training image to compute (the plain image,
             then augmented ones).
     """
@@ -159,8 +165,13 @@ def fit_cached(model: ImageClassifier, run: PhaseRun, cache: FeatureCache, views
     progress = 1 if run.verbose in (1, "auto") else 0
     # Hashing the backbone's weights costs a pass over them (100 MB for ResNet50): once.
     digest = model_fingerprint(model.backbone)
+    # One extractor for the training and the validation images: each new one traces anew.
     extract = dict(
-        cache=cache, batch_size=run.batch_size, seed=run.seed, jit_compile=run.jit_compile
+        cache=cache,
+        batch_size=run.batch_size,
+        seed=run.seed,
+        jit_compile=run.jit_compile,
+        extractor=functools.cache(lambda: feature_extractor(model, run.jit_compile)),
     )
     features, labels = cached_features(
         model,
@@ -174,45 +185,66 @@ def fit_cached(model: ImageClassifier, run: PhaseRun, cache: FeatureCache, views
     validation = None
     if run.validation is not None:
         validation = cached_features(model, run.validation, backbone_digest=digest, **extract)
+    steps = math.ceil(len(features) / run.batch_size)
     if run.strategy is not None:
+        # The head's variables live in the strategy's scope: so does its functional model.
         with run.strategy.scope():
             head = head_model(model.head, features.shape[1:])
-        _fit_distributed(
-            head,
-            model.head.default_loss(),
-            model.head.default_metrics(),
-            run,
-            _feature_dataset(features, labels, run.batch_size, run.shuffle, run.seed),
-            None if validation is None else _feature_dataset(*validation, run.batch_size),
-            math.ceil(len(features) / run.batch_size),
-        )
-        model.stop_training = head.stop_training
-        return
+        train = _feature_dataset(features, labels, run.batch_size, run.shuffle, run.seed)
+        if validation is not None:
+            validation = _feature_dataset(*validation, run.batch_size)
+        return PhaseInputs(head, train, validation, steps)
     head = head_model(model.head, features.shape[1:])
-    compile_for_phase(
-        head,
-        model.head.default_loss(),
-        run,
-        math.ceil(len(features) / run.batch_size),
-        model.head.default_metrics(),
-    )
-    inputs = {"x": features, "y": labels, "batch_size": run.batch_size}
     if isinstance(features, np.memmap):
         # Spilled to disk: read batch by batch. Keras would load whole arrays into memory.
-        inputs = {"x": DiskFeatures(features, labels, run.batch_size, run.shuffle, run.seed)}
         if validation is not None and isinstance(validation[0], np.memmap):
             validation = DiskFeatures(*validation, run.batch_size)
-    head.fit(
-        **inputs,
-        validation_data=validation,
+        train = DiskFeatures(features, labels, run.batch_size, run.shuffle, run.seed)
+        return PhaseInputs(head, train, validation, steps)
+    return PhaseInputs(
+        head, features, validation, steps, labels, run.batch_size, shuffle=run.shuffle
+    )
+
+
+def train_phase(inputs: PhaseInputs, head, run: PhaseRun) -> None:
+    """Compiles `inputs.target` for the phase and trains it for the phase's epochs.
+
+    One loop for every path: Keras's `fit` on one device, the distributed steps
+    of `transferkit.training.distributed` under a strategy (where Keras's `fit`
+    fails on several workers). Both compile the head's loss and metrics and call
+    the same callbacks, so a run's history has the same columns on one device
+    and under a strategy.
+    """
+    target, loss, metrics = inputs.target, head.default_loss(), head.default_metrics()
+    if run.strategy is None:
+        compile_for_phase(target, loss, run, inputs.steps, metrics)
+        target.fit(
+            inputs.x,
+            inputs.y,
+            batch_size=inputs.batch_size,
+            validation_data=inputs.validation,
+            initial_epoch=run.initial_epoch,
+            epochs=run.phase.end_epoch,
+            callbacks=run.callbacks,
+            class_weight=run.class_weight,
+            shuffle=inputs.shuffle,
+            verbose=run.verbose,
+        )
+        return
+    with run.strategy.scope():
+        compile_for_phase(target, loss, run, inputs.steps, metrics)
+        if not target.optimizer.built:
+            # Built here, not lazily by the first step: a tf.function may not create variables.
+            target.optimizer.build(target.trainable_variables)
+    DistributedSteps(run.strategy, target, loss, metrics, run.class_weight).fit(
+        inputs.x,
+        inputs.validation,
         initial_epoch=run.initial_epoch,
         epochs=run.phase.end_epoch,
         callbacks=run.callbacks,
-        class_weight=run.class_weight,
-        shuffle=run.shuffle and "batch_size" in inputs,
         verbose=run.verbose,
+        steps=inputs.steps,
     )
-    model.stop_training = head.stop_training
 
 
 class DiskFeatures(keras.utils.PyDataset):
@@ -266,29 +298,6 @@ class DiskFeatures(keras.utils.PyDataset):
             file.close()
 
 
-def _fit_distributed(
-    model, loss: str, metrics: list, run: PhaseRun, train, validation, steps: int
-) -> None:
-    """Compiles inside the strategy's scope and runs the distributed steps for the phase.
-
-    The steps report the same metrics as Keras's `fit` on one device.
-    """
-    with run.strategy.scope():
-        compile_for_phase(model, loss, run, steps, metrics)
-        if not model.optimizer.built:
-            # Built here, not lazily by the first step: a tf.function may not create variables.
-            model.optimizer.build(model.trainable_variables)
-    DistributedSteps(run.strategy, model, loss, metrics, run.class_weight).fit(
-        train,
-        validation,
-        initial_epoch=run.initial_epoch,
-        epochs=run.phase.end_epoch,
-        callbacks=run.callbacks,
-        verbose=run.verbose,
-        steps=steps,
-    )
-
-
 def _feature_dataset(features, labels, batch_size, shuffle=False, seed=None):
     """Batches of `(features, labels)`, reshuffled each epoch (the same way on every worker).
 
@@ -329,6 +338,7 @@ def cached_features(
     augmentation: keras.layers.Layer | None = None,
     verbose: int = 0,
     backbone_digest: str | None = None,
+    extractor=None,
 ):
     """`(features, labels)` of a source: from `cache`, computed on a miss.
 
@@ -343,6 +353,8 @@ def cached_features(
         verbose: int. 1 draws a progress bar.
         backbone_digest: str or None. `model_fingerprint(model.backbone)` when
             the caller has it already.
+        extractor: callable or None. Gives the compiled feature extractor to
+            compute with on a miss (called only then); `None` makes one.
     """
     key = None
     precision = model_precision(model)
@@ -361,8 +373,7 @@ def cached_features(
         entry = cache.get(key)
         if entry is not None:
             return entry
-    extractor = model.feature_extractor()
-    extractor.compile(jit_compile=jit_compile)
+    extractor = feature_extractor(model, jit_compile) if extractor is None else extractor()
     rows, dim = len(source) * views, extractor.output_shape[-1]
     arguments = (extractor, source, model.image_size, batch_size, augmentation, views, seed)
     if cache is not None and not cache.fits_in_memory(rows * dim * 4):
@@ -371,6 +382,13 @@ def cached_features(
         return cache.put_batches(key, (rows, dim), batches, view_labels(source, views))
     features, labels = extract_features(*arguments, verbose=verbose)
     return (features, labels) if cache is None else cache.put(key, features, labels)
+
+
+def feature_extractor(model: ImageClassifier, jit_compile: bool) -> keras.Model:
+    """The classifier's compiled feature extractor (raw images -> pooled features)."""
+    extractor = model.feature_extractor()
+    extractor.compile(jit_compile=jit_compile)
+    return extractor
 
 
 def head_model(head, feature_shape) -> keras.Model:

@@ -203,7 +203,20 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
         # Set by a time-budgeted tuner during its search: trials stop at the deadline.
         self.deadline = None
         self.time_budget = None
-        # A FineTuner validates its arguments; fail here rather than in every trial.
+        # Every trial's FineTuner is this one with the trial's changes; making it
+        # validates the settings here rather than in every trial.
+        self.settings = FineTuner(
+            self.backbones[0],
+            weights=self.weights[self.backbones[0]],
+            input_shape=self.input_shape,
+            optimizer=optimizer,
+            augmentation=augmentation,
+            cached_views=cached_views,
+            cache_features=cache_features,
+            validation_split=validation_split,
+            multi_label=self.multi_label or None,
+            seed=seed,
+        )
         self.make_finetuner(keras_tuner.HyperParameters())
 
     # === The search space ===
@@ -222,30 +235,26 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
             A `FineTuner`, not yet built or trained.
         """
         values = self.space.declare(hp)
-        backbone = values["backbone"]
-        head = ClassificationHead(
-            hidden_units=[values.get("head_units") or 0] * values["head_depth"],
-            dropout=values["dropout"],
-            multi_label=self.multi_label,
-            label_smoothing=values.get("label_smoothing", 0.0),
-        )
-        size = values.get("image_size")
-        return FineTuner(
-            backbone,
-            weights=self.weights[backbone],
-            head=head,
-            input_shape=self.input_shape if size is None else (size, size, 3),
-            schedule=self.schedule(values),
-            optimizer=self.optimizer,
-            augmentation=with_strength(
+        return self.settings.with_settings(**self.trial_changes(values))
+
+    def trial_changes(self, values: Mapping) -> dict:
+        """The FineTuner settings a trial's hyperparameter `values` change."""
+        backbone, size = values["backbone"], values.get("image_size")
+        return {
+            "backbone": backbone,
+            "weights": self.weights[backbone],
+            "head": ClassificationHead(
+                hidden_units=[values.get("head_units") or 0] * values["head_depth"],
+                dropout=values["dropout"],
+                multi_label=self.multi_label,
+                label_smoothing=values.get("label_smoothing", 0.0),
+            ),
+            "input_shape": self.input_shape if size is None else (size, size, 3),
+            "schedule": self.schedule(values),
+            "augmentation": with_strength(
                 self.augmentation, values.get("augmentation_strength", 0.0), self.seed
             ),
-            cached_views=self.cached_views,
-            cache_features=self.cache_features,
-            validation_split=self.validation_split,
-            multi_label=self.multi_label or None,
-            seed=self.seed,
-        )
+        }
 
     def schedule(self, values: Mapping) -> Schedule:
         """The schedule a trial's values describe: `Freeze` or `FreezeUnfreeze`."""
@@ -323,11 +332,12 @@ class FineTunerHyperModel(keras_tuner.HyperModel):
         finetuner, started = self._finetuner, self._built_at
         self._finetuner = self._built_at = None
         if finetuner is None or finetuner.model is not model:
-            # A model this hypermodel did not just build (KerasTuner's load_model, a user).
-            finetuner, started = self.make_finetuner(hp), time.perf_counter()
-            finetuner.model = model
+            # A model this hypermodel did not just build (KerasTuner's load_model, a user):
+            # wrapped with the trial's settings (the shared feature cache among them).
+            settings = self.make_finetuner(hp).settings()
+            finetuner, started = FineTuner.from_model(model, **settings), time.perf_counter()
         epochs = self.epochs if epochs is None else epochs
-        callbacks, checkpoint, trial = trial_callbacks(callbacks, finetuner)
+        callbacks, checkpoint, trial = trial_callbacks(callbacks)
         if self.deadline is not None:
             callbacks.append(StopAtDeadline(self.deadline, self.time_budget))
         schedule = schedule_from(finetuner.schedule, initial_epoch)

@@ -87,7 +87,7 @@ def resolve_class_weight(class_weight, train: ImageSource) -> dict | None:
         return None
     names = list(train.class_names or [])
     if isinstance(class_weight, str) or train.multi_label:
-        from transferkit.finetuner.class_weights import resolve_class_weight as balanced
+        from transferkit.training.class_weights import resolve_class_weight as balanced
 
         # The FineTuner's own rule: weights from the training counts, reported in the
         # log; a class with no training image, or multi-label data, is an error.

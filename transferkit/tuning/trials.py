@@ -2,26 +2,28 @@
 
 import dataclasses
 
-import keras
-
 from transferkit import schedules
-from transferkit.finetuner import FineTuner
 from transferkit.schedules import Schedule
+from transferkit.training import RunHook
 
 
-class SaveBestWeights(keras.callbacks.Callback):
+class SaveBestWeights(RunHook):
     """KerasTuner's best-epoch checkpoint, saving the whole classifier.
 
     KerasTuner's own callback saves `self.model`, which during a frozen phase
-    trained on cached features is the head alone; this saves the FineTuner's
-    model (whose head shares those weights) to the same file, and keeps the best
-    value on KerasTuner's callback so executions of a trial share it.
+    trained on cached features is the head alone; this saves the run's whole
+    classifier as it trains (`run.training_model`, whose head shares those
+    weights) to the same file, and keeps the best value on KerasTuner's callback
+    so executions of a trial share it.
     """
 
-    def __init__(self, finetuner: FineTuner, checkpoint):
+    def __init__(self, checkpoint):
         super().__init__()
-        self.finetuner = finetuner
         self.checkpoint = checkpoint
+        self.run = None
+
+    def on_run_begin(self, run) -> None:
+        self.run = run
 
     def on_epoch_end(self, epoch, logs=None):
         objective = self.checkpoint.objective
@@ -30,16 +32,16 @@ class SaveBestWeights(keras.callbacks.Callback):
             if not objective.better_than(value, self.checkpoint.best_value):
                 return
             self.checkpoint.best_value = value
-        self.finetuner.model.save_weights(self.checkpoint.filepath)
+        self.run.training_model.save_weights(self.checkpoint.filepath)
 
 
-def trial_callbacks(callbacks, finetuner):
+def trial_callbacks(callbacks):
     """Swaps KerasTuner's checkpoint callback for ours; finds the trial, if any."""
     kept, checkpoint, trial = [], None, None
     for callback in callbacks or []:
         # Found by duck typing: KerasTuner keeps these classes out of its public API.
         if type(callback).__name__ == "SaveBestEpoch" and hasattr(callback, "filepath"):
-            kept.append(SaveBestWeights(finetuner, callback))
+            kept.append(SaveBestWeights(callback))
             checkpoint = callback.filepath
             continue
         if trial is None and hasattr(callback, "trial") and hasattr(callback, "tuner"):
