@@ -154,6 +154,10 @@ def main():
     from bench.common import bench_command, write_results
 
     figures = {r["config"]: {**r, "x_one_forward_pass": r["seconds"] / floor} for r in rows}
+    for name in ("extract-xla", "extract-bf16"):
+        if name in figures and "extract" in figures:
+            rate = figures["extract"]["images_per_second"]
+            figures[name]["x_extract"] = figures[name]["images_per_second"] / rate
     for epochs in (1, 5, 20):
         cached, recompute = figures.get(f"cached-{epochs}"), figures.get(f"recompute-{epochs}")
         if cached and recompute:
