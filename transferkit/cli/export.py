@@ -14,6 +14,7 @@ from transferkit.cli.parsing import (
 )
 
 _FLOAT32, _FLOAT16 = defaults.TOLERANCES[None], defaults.TOLERANCES["float16"]
+_AGREEMENT = defaults.FLOAT16_AGREEMENT
 
 DESCRIPTION = f"""\
 Export a saved model to where models run. OUT is a folder for saved_model (TensorFlow
@@ -32,11 +33,13 @@ DATA, the training images.
 --check DATA runs the export in its own runtime on those images and prints a table
 against the Keras model: max_abs_diff (largest probability difference), agreement
 (share of images given the same class), accuracy (when DATA is labelled), file_mb,
-latency_ms (one image at a time). A float export whose probabilities differ by more
-than the tolerance ({_FLOAT32:g} float32, {_FLOAT16:g} float16, or --tolerance) fails and is not
-written. DATA is a folder or a CSV file; a folder of class sub-folders is read as evaluate
-reads it (a sub-folder that is not a class of the model is an error), a folder with
-images directly in it has no labels (accuracy -)."""
+latency_ms (one image at a time). A float32 export whose probabilities differ by more
+than {_FLOAT32:g} (or --tolerance) fails and is not written; a float16 export fails when
+fewer than {_AGREEMENT:.1%} of the images get the same class, or its mean probability
+difference is above {_FLOAT16:g} (or --tolerance). DATA is a folder or a CSV file; a
+folder of class sub-folders is read as evaluate reads it (a sub-folder that is not a
+class of the model is an error), a folder with images directly in it has no labels
+(accuracy -)."""
 
 EXAMPLE = """\
 transferkit export runs/cats/model.keras exported/cats --check data/test
@@ -77,7 +80,7 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
         "--tolerance",
         type=float,
         metavar="X",
-        help="largest probability difference --check accepts for a float export",
+        help="largest probability difference --check accepts (float16: largest mean one)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     add_defaulted(parser, "--batch-size", defaults.BATCH_SIZE, type=int, metavar="N")

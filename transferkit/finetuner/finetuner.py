@@ -1131,10 +1131,13 @@ class FineTuner:
             check: Images in any form `predict` accepts, labelled or not: the
                 export is run in its own runtime on them and compared with this
                 model (see `transferkit.export.check_parity`). Defaults to `None`.
-            tolerance: float or None. The largest probability difference a
-                float export may show in the check. Defaults to `None`: 1e-4
-                for float32, 1e-2 for float16 (integer quantization is reported,
-                not judged).
+            tolerance: float or None. For a float32 export, the largest
+                probability difference the check accepts; for float16, the
+                largest mean difference, beside at least 99.9% agreement in the
+                predicted class (`transferkit.defaults.FLOAT16_AGREEMENT`: float16
+                weights alone move the largest difference further). Defaults to
+                `None`: 1e-4 for float32, 1e-3 for float16 (integer quantization
+                is reported, not judged).
             overwrite: bool. Whether to replace an existing export. Defaults to
                 `False`.
             batch_size: int. Images per batch when reading the check images.
