@@ -4,7 +4,7 @@ Code lines are the lines a class's or method's statements span, less its
 docstring, blank lines and comment-only lines.
 
     python -m bench.code_size                       # transferkit's FineTuner
-    python -m bench.code_size path/to/module.py Class
+    python -m bench.code_size transferkit/training/trainer.py Trainer
 """
 
 import argparse
@@ -13,7 +13,7 @@ import io
 import tokenize
 from pathlib import Path
 
-DEFAULT = Path(__file__).resolve().parents[1] / "transferkit" / "finetuner" / "finetuner.py"
+DEFAULT = Path(__file__).resolve().parents[1] / "transferkit/finetuner/finetuner.py"
 
 
 def code_lines(source: str, node: ast.AST) -> int:
