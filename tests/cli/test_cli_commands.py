@@ -115,6 +115,8 @@ def test_demo_forwards_every_option(demo_calls):
             "runs/demo",
             "--seed",
             "7",
+            "--precision",
+            "mixed_bfloat16",
             "--overwrite",
         ]
     )
@@ -131,6 +133,7 @@ def test_demo_forwards_every_option(demo_calls):
             out="runs/demo",
             seed=7,
             overwrite=True,
+            precision="mixed_bfloat16",
         )
     ]
 

@@ -12,6 +12,7 @@ import argparse
 import inspect
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -147,10 +148,19 @@ def public_api():
             members[name] = "property"
         elif inspect.isfunction(member) or inspect.ismethod(member):
             members[name] = _without_modules(str(inspect.signature(member)))
-    return {
-        "dir(tk)": sorted(name for name in dir(tk) if not name.startswith("_")),
-        "FineTuner": members,
-    }
+    return {"dir(tk)": _fresh_dir_of_transferkit(), "FineTuner": members}
+
+
+def _fresh_dir_of_transferkit() -> list[str]:
+    """`dir(transferkit)` right after `import transferkit`, in a process of its own.
+
+    In a test run `dir(tk)` also lists every sub-module that earlier tests imported.
+    """
+    code = "import json, transferkit; print(json.dumps(dir(transferkit)))"
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    return sorted(name for name in json.loads(output.splitlines()[-1]) if not name.startswith("_"))
 
 
 def _without_modules(signature: str) -> str:

@@ -290,7 +290,7 @@ class TuneResult:
         }
         winner = selection.choose(measured, self.hypermodel.multi_label, **images)
         self._chosen = winner.trial_id
-        why = selection.reasons(measured, self.hypermodel.multi_label, **images)
+        why = selection.reasons(measured, self.hypermodel.multi_label, **images, chosen=winner)
         self.finalists = selection.finalists_frame(
             measured, winner, self._validation_metric(), self._confirmation_metric(), why
         )

@@ -173,6 +173,7 @@ def reasons(
     multi_label: bool,
     validation_images: int = 0,
     confirmation_images: int = 0,
+    chosen: Finalist | None = None,
 ) -> dict[str, str]:
     """Why `choose` kept or passed over each finalist, in a line each, by trial id.
 
@@ -181,12 +182,15 @@ def reasons(
         multi_label: bool. As for `choose`.
         validation_images: int. As for `choose`. Defaults to `0`.
         confirmation_images: int. As for `choose`. Defaults to `0`.
+        chosen: `Finalist` or None. What `choose` chose among them, when the
+            caller has it already; `None` chooses again. Defaults to `None`.
 
     Returns:
         A dict: trial id -> the reason, e.g. `"not clearly better than trial 00: right
         on 3 of the 5 confirmation images where they disagree (4 needed)"`.
     """
-    chosen = choose(finalists, multi_label, validation_images, confirmation_images)
+    if chosen is None:
+        chosen = choose(finalists, multi_label, validation_images, confirmation_images)
     default = next((finalist for finalist in finalists if finalist.default), None)
     if default is None:
         return {
