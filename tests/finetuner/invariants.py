@@ -18,6 +18,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from test_finetuner import tiny_backbone  # tests/finetuner is on the path, as a script too
 
 import transferkit as tk
 from transferkit.heads import ClassificationHead
@@ -30,20 +31,6 @@ RUNS = {
     for kind in ("single_label", "multi_label")
     for cached in (True, False)
 }
-
-
-def tiny_backbone(size=16):
-    """Two conv blocks with BatchNorm, always initialised alike."""
-    keras.utils.set_random_seed(1234)
-    inputs = keras.Input((size, size, 3))
-    x = keras.layers.Rescaling(1 / 255, name="rescaling")(inputs)
-    x = keras.layers.Conv2D(8, 3, padding="same", name="block1_conv")(x)
-    x = keras.layers.BatchNormalization(name="block1_bn")(x)
-    x = keras.layers.ReLU(name="block1_relu")(x)
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="block2_conv")(x)
-    x = keras.layers.BatchNormalization(name="block2_bn")(x)
-    x = keras.layers.ReLU(name="block2_relu")(x)
-    return keras.Model(inputs, x, name="tiny")
 
 
 def colour_images(count, multi_label, seed=0):
