@@ -11,6 +11,7 @@ from transferkit.offline.cifar10 import (
     load_cifar10_cats_vs_dogs,
     write_cifar10_cats_vs_dogs_folder,
 )
+from transferkit.offline.dinov2 import dinov2_vits14_preset
 from transferkit.offline.fetch import ChecksumMismatchError, OfflineAssetError
 from transferkit.offline.mobilenet import mobilenet_imagenet_weights
 
@@ -18,6 +19,7 @@ __all__ = [
     "CIFAR10_CLASS_NAMES",
     "ChecksumMismatchError",
     "OfflineAssetError",
+    "dinov2_vits14_preset",
     "load_cifar10_cats_vs_dogs",
     "mobilenet_imagenet_weights",
     "write_cifar10_cats_vs_dogs_folder",
