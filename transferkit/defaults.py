@@ -32,7 +32,7 @@ CHANGE_RATE = 0.25
 SCAN_PROGRESS_FILES = 10000
 
 # === The head ===
-POOLING = "avg"
+POOLING = "auto"
 DROPOUT = 0.2
 
 # === The schedule ===

@@ -7,7 +7,9 @@ import numpy as np
 
 from transferkit import defaults
 
-POOLING_MODES = ("avg", "max", "flatten")
+POOLING_MODES = ("auto", "avg", "max", "flatten", "token", "token_and_avg")
+# Modes that read a transformer's class token, so they need token outputs.
+TOKEN_POOLING_MODES = ("token", "token_and_avg")
 
 
 @keras.saving.register_keras_serializable(package="transferkit")
@@ -30,8 +32,18 @@ class ClassificationHead(keras.layers.Layer):
     Args:
         num_classes: int or None. Number of classes. `None` leaves it to the
             `FineTuner`, which fills it in from the data. Defaults to `None`.
-        pooling: str. How the feature map is reduced to a vector: `"avg"`,
-            `"max"` or `"flatten"`. Defaults to `"avg"`.
+        pooling: str. How the backbone's output is reduced to a vector. On a
+            feature map `(batch, h, w, c)`: `"avg"`, `"max"` or `"flatten"`. On
+            a transformer's tokens `(batch, tokens, dim)`: `"avg"` (the mean
+            patch token), `"max"`, `"token"` (the class token) or
+            `"token_and_avg"` (both side by side, the DINOv2 linear-probe
+            convention). `"auto"` takes the backbone's own default
+            (`BackboneSpec.pooling`) when the model is built: `"token"` for ViT
+            and DeiT, `"token_and_avg"` for DINOv2 and DINOv3, `"avg"` for the
+            rest (every feature map). Defaults to `"auto"`.
+        prefix_tokens: int or None. How many tokens come before the patch
+            tokens (class, distillation and register tokens); set when the
+            model is built. Defaults to `None` (0).
         hidden_units: sequence of int. Units of each dense block between the
             pooling and the output layer; empty for a linear head. Defaults to
             `()`.
@@ -81,6 +93,7 @@ class ClassificationHead(keras.layers.Layer):
         decision_threshold: float | None = None,
         thresholds: Sequence[float] | None = None,
         label_smoothing: float = 0.0,
+        prefix_tokens: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -147,14 +160,17 @@ class ClassificationHead(keras.layers.Layer):
         self.decision_threshold = decision_threshold
         self.thresholds = thresholds
         self.label_smoothing = float(label_smoothing)
+        self.prefix_tokens = None if prefix_tokens is None else int(prefix_tokens)
 
         # === Layers ===
-        if pooling == "avg":
+        if pooling in ("avg", "auto"):
             self.pooling_layer = keras.layers.GlobalAveragePooling2D(name="pooling")
         elif pooling == "max":
             self.pooling_layer = keras.layers.GlobalMaxPooling2D(name="pooling")
-        else:
+        elif pooling == "flatten":
             self.pooling_layer = keras.layers.Flatten(name="pooling")
+        else:
+            self.pooling_layer = None  # token pooling: see `pool`
         self.blocks = []
         for index, units in enumerate(hidden_units):
             block = [keras.layers.Dense(units, use_bias=not batch_norm, name=f"dense_{index}")]
@@ -206,6 +222,8 @@ class ClassificationHead(keras.layers.Layer):
         class_names: Sequence[str] | None = None,
         name: str | None = None,
         multi_label: bool | None = None,
+        pooling: str | None = None,
+        prefix_tokens: int | None = None,
     ):
         """Returns a fresh head with the same settings for `num_classes` classes.
 
@@ -215,6 +233,11 @@ class ClassificationHead(keras.layers.Layer):
             name: str or None. The new layer's name. Defaults to a fresh one.
             multi_label: bool or None. Overrides `multi_label`; `None` keeps
                 this head's. Defaults to `None`.
+            pooling: str or None. The pooling `"auto"` becomes (the backbone's
+                default); a head with another pooling keeps it. Defaults to
+                `None`.
+            prefix_tokens: int or None. The backbone's prefix tokens, for
+                token outputs. Defaults to `None`.
         """
         if self.decision_threshold is not None and num_classes != 2:
             raise ValueError(
@@ -226,6 +249,10 @@ class ClassificationHead(keras.layers.Layer):
         config.update(num_classes=num_classes, class_names=class_names)
         if multi_label is not None:
             config["multi_label"] = bool(multi_label)
+        if pooling is not None and self.pooling == "auto":
+            config["pooling"] = pooling
+        if prefix_tokens is not None:
+            config["prefix_tokens"] = int(prefix_tokens)
         if self.thresholds is not None and len(self.thresholds) != num_classes:
             config["thresholds"] = None  # chosen for other classes
         config.pop("name", None)
@@ -235,8 +262,45 @@ class ClassificationHead(keras.layers.Layer):
 
     # === Forward pass ===
     def pool(self, features):
-        """Reduces a backbone feature map `(batch, h, w, c)` to vectors."""
+        """Reduces a feature map `(batch, h, w, c)` or tokens `(batch, tokens, dim)` to vectors."""
+        if len(features.shape) == 3:
+            return self._pool_tokens(features)
+        if self.pooling_layer is None:
+            raise ValueError(
+                f"pooling={self.pooling!r} reads a transformer's class token, but the backbone "
+                f"outputs a feature map of shape {tuple(features.shape)}. Use pooling='avg', "
+                "'max' or 'flatten' (or 'auto')."
+            )
         return self.pooling_layer(features)
+
+    def _pool_tokens(self, tokens):
+        prefix = self.prefix_tokens or 0
+        if self.pooling in TOKEN_POOLING_MODES and prefix == 0:
+            raise ValueError(
+                f"pooling={self.pooling!r} reads the class token, but this backbone's tokens "
+                "hold none (Swin has only patch tokens). Use pooling='avg' (or 'auto')."
+            )
+        patches = tokens[:, prefix:, :]
+        if self.pooling == "flatten":
+            return keras.ops.reshape(patches, (-1, patches.shape[1] * patches.shape[2]))
+        if self.pooling == "max":
+            return keras.ops.max(patches, axis=1)
+        mean = keras.ops.mean(patches, axis=1)
+        if self.pooling == "token":
+            return tokens[:, 0, :]
+        if self.pooling == "token_and_avg":
+            return keras.ops.concatenate([tokens[:, 0, :], mean], axis=-1)
+        return mean
+
+    def _pooled_shape(self, input_shape):
+        if len(input_shape) != 3:
+            return self.pooling_layer.compute_output_shape(input_shape)
+        tokens, dim = input_shape[1] - (self.prefix_tokens or 0), input_shape[2]
+        if self.pooling == "flatten":
+            return (input_shape[0], tokens * dim)
+        if self.pooling == "token_and_avg":
+            return (input_shape[0], 2 * dim)
+        return (input_shape[0], dim)
 
     def classify(self, pooled, training=None):
         """Maps pooled feature vectors to class probabilities."""
@@ -267,8 +331,9 @@ class ClassificationHead(keras.layers.Layer):
                 "The head has no `num_classes` yet. Pass num_classes to ClassificationHead "
                 "or let the FineTuner set it from the data."
             )
-        self.pooling_layer.build(input_shape)
-        shape = self.pooling_layer.compute_output_shape(input_shape)
+        if len(input_shape) == 4 and self.pooling_layer is not None:
+            self.pooling_layer.build(input_shape)
+        shape = self._pooled_shape(input_shape)
         for block in self.blocks:
             for layer in block:
                 layer.build(shape)
@@ -391,6 +456,8 @@ class ClassificationHead(keras.layers.Layer):
             "decision_threshold": self.decision_threshold,
             "thresholds": None if self.thresholds is None else list(self.thresholds),
             "label_smoothing": self.label_smoothing,
+            # Written only for token backbones, so earlier configs read the same.
+            **({} if self.prefix_tokens is None else {"prefix_tokens": self.prefix_tokens}),
         }
 
 

@@ -19,7 +19,10 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--source", choices=SOURCES, default="cifar10")
 parser.add_argument("--data-dir", help="a folder with cat/ and dog/ (for --source folder)")
 parser.add_argument(
-    "--weights", default="auto", help="auto, imagenet, or a weights file of ResNet50 without top"
+    "--weights",
+    default="auto",
+    help="auto, imagenet, offline-mobilenet, offline-dinov2 (DINOv2 ViT-S/14: sides a "
+    "multiple of 14, e.g. --image-size 112), or a weights file of ResNet50 without top",
 )
 parser.add_argument("--train-images", type=int, default=10000)
 parser.add_argument("--image-size", type=int, default=160)

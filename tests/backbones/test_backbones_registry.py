@@ -97,9 +97,18 @@ def test_spec_is_frozen():
 
 
 def test_list_backbones_table():
-    table = list_backbones()
-    assert list(table.columns) == ["name", "application", "input_size", "preprocessing", "family"]
+    table = list_backbones(source="keras.applications")
+    assert list(table.columns) == [
+        "name",
+        "application",
+        "input_size",
+        "preprocessing",
+        "family",
+        "source",
+        "weights",
+    ]
     assert len(table) == len(BACKBONES)
+    assert set(table.source) == {"keras.applications"}
     row = table.set_index("name").loc["inceptionv3"]
     assert (row.application, row.input_size, row.preprocessing, row.family) == (
         "InceptionV3",
@@ -113,7 +122,7 @@ def test_list_backbones_table():
 def test_list_backbones_with_parameters(monkeypatch):
     subset = {name: BACKBONES[name] for name in ("mobilenetv3small", "vgg16")}
     monkeypatch.setattr(registry, "BACKBONES", subset)
-    table = list_backbones(with_parameters=True)
+    table = list_backbones(with_parameters=True, source="keras.applications")
     assert list(table.columns)[-1] == "parameters"
     # Counts of the no-top models, as Keras reports them.
     assert dict(zip(table.name, table.parameters, strict=True)) == {

@@ -34,6 +34,15 @@ def test_offline_mobilenet_weights_skip_the_download(monkeypatch, tmp_path):
     assert (backbone, weights) == ("mobilenet", offline)
 
 
+def test_offline_dinov2_is_the_converted_preset_as_a_hub_backbone(monkeypatch, tmp_path):
+    import transferkit.offline
+
+    monkeypatch.setattr(transferkit.offline, "dinov2_vits14_preset", lambda: tmp_path)
+    backbone, weights, described = cats_vs_dogs.pick_backbone("offline-dinov2")
+    assert (backbone, weights) == (f"hub:{tmp_path}", "imagenet")
+    assert "DINOv2 ViT-S/14" in described
+
+
 def test_folder_source_holds_out_a_stratified_test_split(image_folder):
     root = image_folder(per_class=10)
     train, test = cats_vs_dogs.load_data("folder", str(root), train_images=None, seed=0)

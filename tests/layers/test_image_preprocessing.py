@@ -21,7 +21,11 @@ def images():
     return rng.uniform(0, 255, size=(2, 12, 10, 3)).astype("float32")
 
 
-@pytest.mark.parametrize("mode", PREPROCESSING_MODES)
+# "scale" takes its factors from a KerasHub preset: tested below and in tests/backbones.
+APPLICATION_MODES = [mode for mode in PREPROCESSING_MODES if mode != "scale"]
+
+
+@pytest.mark.parametrize("mode", APPLICATION_MODES)
 def test_matches_keras_preprocess_input(mode, images):
     expected = REFERENCE_MODULES[mode].preprocess_input(images.copy())
     output = BackbonePreprocessing(image_size=(12, 10), mode=mode)(images)
@@ -32,7 +36,7 @@ def test_matches_keras_preprocess_input(mode, images):
 def test_modes_differ_from_each_other(images):
     outputs = [
         keras.ops.convert_to_numpy(BackbonePreprocessing((12, 10), mode)(images))
-        for mode in PREPROCESSING_MODES
+        for mode in APPLICATION_MODES
     ]
     for index, first in enumerate(outputs):
         for second in outputs[index + 1 :]:
@@ -158,3 +162,27 @@ def test_keras_file_round_trip_without_custom_objects(tmp_path, images):
         keras.ops.convert_to_numpy(model(images)),
         atol=1e-5,
     )
+
+
+def test_scale_mode_applies_a_presets_scale_and_offset_per_channel(images):
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    layer = BackbonePreprocessing((12, 10), "scale", scale=1 / (255 * std), offset=-mean / std)
+    expected = keras.applications.densenet.preprocess_input(images.copy())  # the same maths
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(images)), expected, atol=1e-4)
+    restored = BackbonePreprocessing.from_config(layer.get_config())
+    assert restored.get_config() == layer.get_config()
+    assert "scale" not in BackbonePreprocessing((12, 10), "tf").get_config()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"mode": "scale"},
+        {"mode": "tf", "scale": 2.0},
+        {"mode": "scale", "scale": [1.0, 2.0]},
+        {"mode": "tf", "interpolation": "area"},
+    ],
+)
+def test_scale_arguments_are_checked(kwargs):
+    with pytest.raises(ValueError):
+        BackbonePreprocessing((12, 10), **kwargs)

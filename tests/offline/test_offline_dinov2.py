@@ -643,3 +643,31 @@ def test_real_residue_comes_from_interpolating_the_position_grid(
     print(f"with the graph's grid: cosine min {cosine:.8f}, max abs diff {largest:.2e}")
     assert cosine > 0.999999
     assert largest < 1e-4 * value_range
+
+
+@pytest.mark.real
+def test_transferkits_model_feeds_the_backbone_what_the_wheels_graph_sees(
+    real_preset, real_session, real_graph, real_inputs
+):
+    """Through transferkit's own build path: raw 0-255 photos in, the graph's tokens out."""
+    import transferkit as tk
+    from transferkit.models.image_classifier import call_backbone
+
+    ft = tk.FineTuner(f"hub:{real_preset}", num_classes=2)
+    model = ft.build(["cat", "dog"])
+    assert model.head.pooling == "token_and_avg" and model.head.prefix_tokens == 1
+    from transferkit.offline import load_cifar10_cats_vs_dogs
+
+    images, labels = load_cifar10_cats_vs_dogs("test")
+    photos = np.concatenate(
+        [images[labels == 0][:PHOTOS_PER_CLASS], images[labels == 1][:PHOTOS_PER_CLASS]]
+    )
+    # The model's preprocessing is the preset's converter (bicubic resize, ImageNet statistics).
+    preprocessed = np.asarray(model.preprocessor(photos))
+    np.testing.assert_allclose(preprocessed, real_inputs, atol=1e-4)
+    actual = np.asarray(call_backbone(model.backbone, preprocessed, training=False))
+    expected, _ = _run_graph(real_session, real_graph, real_inputs)
+    cosine, largest, value_range = _parity(actual, expected)
+    print(f"transferkit: cosine min {cosine:.7f}, max abs diff {largest:.4f} of {value_range:.2f}")
+    assert cosine > COSINE_BOUND
+    assert largest < MAX_DIFF_BOUND * value_range

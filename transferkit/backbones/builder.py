@@ -5,6 +5,7 @@ import os
 
 import keras
 
+from transferkit.backbones import hub
 from transferkit.backbones.registry import BackboneSpec, get_backbone_spec
 from transferkit.backbones.weights import (
     WeightsDownloadError,
@@ -31,10 +32,13 @@ def build_backbone(
 
     Args:
         backbone: str or `keras.Model`. A registry name (see
-            `transferkit.list_backbones()`), case-insensitive, or a model of your
+            `transferkit.list_backbones()`), case-insensitive; a KerasHub
+            preset (`"hub:<preset>"`, `"hf://owner/name"`, `"kaggle://..."` or
+            `"hub:<folder>"`, see `transferkit.backbones.hub`); or a model of your
             own, returned as is with a spec of family `"custom"` and preprocessing
             `"none"` (feed it what it expects). Defaults to `"resnet50"`.
         weights: str, path or None. `"imagenet"` for Keras's ImageNet weights
+            (for a KerasHub preset: the preset's own weights)
             (downloaded once, then cached by Keras), `None` for random
             initialization (training from scratch), or the path of a weights file
             (`.weights.h5`, `.keras`, or legacy `.h5`) saved from the same
@@ -71,6 +75,10 @@ def build_backbone(
             "`backbone` must be a registry name (str), such as 'resnet50', or a "
             f"keras.Model. Received: backbone of type {type(backbone).__name__}"
         )
+    if hub.is_hub_backbone(backbone):
+        spec = hub.get_hub_spec(backbone)
+        shape = None if input_shape is None else _standardize_input_shape(input_shape, spec)
+        return hub.build_hub_backbone(backbone, weights, shape)
     spec = get_backbone_spec(backbone)
     input_shape = _standardize_input_shape(input_shape, spec)
     application = getattr(keras.applications, spec.application)

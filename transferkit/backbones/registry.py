@@ -25,6 +25,24 @@ class BackboneSpec:
         extra_kwargs: tuple of (str, value) pairs. Keyword arguments passed to the
             application besides `include_top`, `weights`, `input_shape` and
             `pooling`. Defaults to `()`.
+        source: str. Where the backbone comes from: `"keras.applications"` or
+            `"keras_hub"` (a KerasHub preset, see `transferkit.backbones.hub`).
+            Defaults to `"keras.applications"`.
+        patch_size: int or None. Pixels per patch side of a vision transformer;
+            None for a convolutional backbone. Defaults to `None`.
+        size_step: int or None. Image sides must be multiples of it (a ViT's
+            patch size; a Swin's patch size doubled per patch merge). None: any
+            side of at least `min_size`. Defaults to `None`.
+        pooling: str. The head pooling that `ClassificationHead(pooling="auto")`
+            takes on this backbone (see `ClassificationHead`). Defaults to `"avg"`.
+        scale: tuple of 3 floats or None. With `preprocessing="scale"`, the
+            per-channel factor raw pixels (0-255) are multiplied by, as the
+            preset's image converter does. Defaults to `None`.
+        offset: tuple of 3 floats or None. With `preprocessing="scale"`, the
+            per-channel term added after scaling. Defaults to `None`.
+        interpolation: str. How images of another size are resized inside the
+            model: `"bilinear"` or `"bicubic"`. Defaults to `"bilinear"`.
+        antialias: bool. Whether downsizing is antialiased. Defaults to `False`.
     """
 
     name: str
@@ -34,6 +52,14 @@ class BackboneSpec:
     min_size: int
     family: str
     extra_kwargs: tuple = ()
+    source: str = "keras.applications"
+    patch_size: int | None = None
+    size_step: int | None = None
+    pooling: str = "avg"
+    scale: tuple | None = None
+    offset: tuple | None = None
+    interpolation: str = "bilinear"
+    antialias: bool = False
 
     def __post_init__(self):
         if self.preprocessing not in PREPROCESSING_MODES:
@@ -118,7 +144,10 @@ def get_backbone_spec(name: str) -> BackboneSpec:
 
     Args:
         name: str. The backbone's name, case-insensitive, with or without `-` and
-            `_` (`"resnet50"`, `"ResNet50"`, `"efficientnet_v2_b0"`).
+            `_` (`"resnet50"`, `"ResNet50"`, `"efficientnet_v2_b0"`), or a
+            KerasHub preset (`"hub:vit_base_patch16_224_imagenet"`,
+            `"hf://owner/name"`, `"kaggle://..."`, `"hub:/path/to/folder"`;
+            see `transferkit.backbones.hub`).
 
     Returns:
         The `BackboneSpec` of that backbone.
@@ -139,6 +168,10 @@ def get_backbone_spec(name: str) -> BackboneSpec:
             f"The backbone name must be a string, such as 'resnet50'. Received: {name!r} "
             f"of type {type(name).__name__}"
         )
+    from transferkit.backbones import hub  # hub imports this module
+
+    if hub.is_hub_backbone(name):
+        return hub.get_hub_spec(name)
     key = _normalize_name(name)
     if key in BACKBONES:
         return BACKBONES[key]
@@ -146,5 +179,6 @@ def get_backbone_spec(name: str) -> BackboneSpec:
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise ValueError(
         f"Unknown backbone {name!r}.{hint} transferkit.list_backbones() lists the "
-        f"{len(BACKBONES)} available names; a keras.Model of your own is accepted too."
+        f"{len(BACKBONES)} available names; a KerasHub preset is spelled 'hub:<preset>' "
+        "(or 'hf://...', a preset folder), and a keras.Model of your own is accepted too."
     )

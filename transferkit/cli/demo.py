@@ -53,9 +53,10 @@ def add_parser(subparsers, parents: list) -> argparse.ArgumentParser:
     cats.add_argument(
         "--weights",
         default="auto",
-        metavar="auto|imagenet|PATH",
-        help="PATH: a weights file of ResNet50 without its top (the demo's backbone), "
-        "a .weights.h5 saved by Keras 3 (default: auto)",
+        metavar="auto|imagenet|offline-mobilenet|offline-dinov2|PATH",
+        help="offline-dinov2: DINOv2 ViT-S/14 converted offline (sides a multiple of 14, "
+        "e.g. --image-size 112); PATH: a weights file of ResNet50 without its top (the "
+        "demo's backbone), a .weights.h5 saved by Keras 3 (default: auto)",
     )
     cats.add_argument(
         "--train-images",

@@ -214,8 +214,11 @@ def check_backbone(name: str) -> None:
     """Checks a --backbone name, suggesting close ones and `transferkit backbones`."""
     import difflib
 
-    from transferkit.backbones import get_backbone_spec, list_backbones
+    from transferkit.backbones import get_backbone_spec, hub, list_backbones
 
+    if hub.is_hub_backbone(name):
+        get_backbone_spec(name)  # its errors name the preset's own problem
+        return
     try:
         get_backbone_spec(name)
     except ValueError:

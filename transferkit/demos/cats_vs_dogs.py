@@ -205,6 +205,9 @@ def pick_backbone(weights: str = "auto", backbone: str = "resnet50") -> tuple[st
 
     `"auto"` tries `backbone`'s ImageNet weights through Keras's download and falls
     back to the offline MobileNet ImageNet weights when the download fails.
+    `"offline-mobilenet"` takes those directly, and `"offline-dinov2"` the DINOv2
+    ViT-S/14 preset converted offline (`tk.offline.dinov2_vits14_preset()`, which
+    needs keras-hub and onnx; its sides must be multiples of 14, e.g. 112 or 168).
     """
     if weights == "auto":
         try:
@@ -216,6 +219,11 @@ def pick_backbone(weights: str = "auto", backbone: str = "resnet50") -> tuple[st
                 "using the offline MobileNet ImageNet weights instead"
             )
             weights = "offline-mobilenet"
+    if weights == "offline-dinov2":
+        from transferkit.offline import dinov2_vits14_preset
+
+        folder = dinov2_vits14_preset()
+        return f"hub:{folder}", "imagenet", f"DINOv2 ViT-S/14 converted offline ({folder})"
     if weights == "offline-mobilenet":
         path = mobilenet_imagenet_weights()
         return "mobilenet", path, f"mobilenet with ImageNet weights converted offline ({path})"

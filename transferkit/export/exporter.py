@@ -146,7 +146,16 @@ def export_model(
         check = check_images(classifier, check, batch_size)
 
     info = export_info(classifier, format, quantize)
-    model = build_serving_model(classifier)
+    # LiteRT has no bicubic resize: such a classifier's LiteRT file takes images of its
+    # own size (the sidecar says which), which skip the model's resize.
+    fixed_size = format == "litert" and classifier.preprocessor.interpolation == "bicubic"
+    if fixed_size:
+        height, width = classifier.image_size
+        logger.info(
+            f"LiteRT has no bicubic resize: the {format} file takes images of {height}x{width} "
+            "(resize them first; the sidecar's image_size says so)"
+        )
+    model = build_serving_model(classifier, fixed_size=fixed_size)
     table = None
     # Keras's LiteRT export insists on a lower-case `.tflite` name.
     with atomic_path(path, overwrite=overwrite, suffix=SUFFIXES.get(format, "")) as tmp:

@@ -59,7 +59,7 @@ def check_classifier(model) -> ImageClassifier:
     return model
 
 
-def serving_model(classifier: ImageClassifier) -> keras.Model:
+def serving_model(classifier: ImageClassifier, fixed_size: bool = False) -> keras.Model:
     """The classifier in inference mode, with named input and output, as exports see it.
 
     Takes a batch of raw RGB images (`float32`, values 0-255, any height and
@@ -69,13 +69,19 @@ def serving_model(classifier: ImageClassifier) -> keras.Model:
 
     Args:
         classifier: `ImageClassifier`.
+        fixed_size: bool. Whether images come already resized to the
+            classifier's `image_size`, so the model holds no resize at all: for
+            LiteRT, whose built-in ops have no bicubic resize, when the
+            classifier resizes bicubically (KerasHub presets of timm models).
+            Defaults to `False`.
 
     Returns:
         A functional `keras.Model` sharing the classifier's weights.
     """
     check_classifier(classifier)
     head = classifier.head
-    inputs = keras.Input(shape=(None, None, 3), dtype="float32", name=INPUT_NAME)
+    shape = (*classifier.image_size, 3) if fixed_size else (None, None, 3)
+    inputs = keras.Input(shape=shape, dtype="float32", name=INPUT_NAME)
     outputs = classifier(inputs, training=False)
     binary = head.num_classes == 2 and not head.multi_label
     probabilities = ClassProbabilities(binary, name=OUTPUT_NAME)(outputs)

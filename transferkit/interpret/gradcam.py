@@ -15,7 +15,23 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from transferkit.models.image_classifier import call_backbone
 from transferkit.utils.log import logger
+
+
+def fold_tokens(tokens, prefix_tokens: int, image_size) -> tf.Tensor:
+    """Patch tokens `(batch, prefix + h * w, dim)` back onto their grid `(batch, h, w, dim)`.
+
+    The prefix tokens (class, distillation, registers) are dropped; the grid has
+    the image's aspect ratio (`h / w` as `height / width`).
+    """
+    patches = tokens[:, prefix_tokens:, :]
+    count = int(patches.shape[1])
+    height, width = image_size
+    rows = max(1, round((count * height / width) ** 0.5))
+    while count % rows:
+        rows -= 1
+    return tf.reshape(patches, (-1, rows, count // rows, int(patches.shape[2])))
 
 
 def _spatial(shape) -> bool:
@@ -105,6 +121,9 @@ def find_feature_map(backbone: keras.Model, layer: str | None = None) -> Feature
     if layer is not None:
         return _named_feature_map(backbone, layer, has_graph)
     output_shape = tuple(backbone.output_shape)
+    if len(output_shape) == 3:
+        # A transformer's tokens: Grad-CAM folds the patch tokens back onto their grid.
+        return FeatureMap(backbone.name, output_shape)
     if _spatial(output_shape):
         name = layers[-1].name if has_graph and layers else backbone.name
         return FeatureMap(name, output_shape)
@@ -222,7 +241,7 @@ class GradCAM:
         with tf.GradientTape() as tape:
             inputs = classifier.preprocessor(images)
             if tail is None:
-                features = outputs = classifier.backbone(inputs, training=False)
+                features = outputs = call_backbone(classifier.backbone, inputs, training=False)
                 tape.watch(features)
             else:
                 features = self.feature_map.upto(inputs, training=False)
@@ -230,7 +249,22 @@ class GradCAM:
                 outputs = tail(features, training=False)
             logits = head.logits(head.pool(outputs), training=False)
             score = self._score(logits, class_indices)
-        return self._heatmap(tape.gradient(score, features), features), logits
+        gradients = tape.gradient(score, features)
+        if len(features.shape) == 3:
+            return self._token_heatmap(gradients, features, head.prefix_tokens or 0), logits
+        return self._heatmap(gradients, features), logits
+
+    def _token_heatmap(self, gradients, tokens, prefix_tokens):
+        # Grad-CAM's channel weights are the mean gradient over positions. Over a
+        # transformer's tokens that is the gradient the pooled vector passes down: on the
+        # patch tokens for mean pooling, on the class token for class-token pooling
+        # (whose patch tokens get none). The weights are the mean over all tokens, and
+        # the map weighs the patch tokens, folded back onto their grid.
+        gradients = tf.cast(gradients, tf.float32)
+        weights = tf.reduce_mean(gradients, axis=1, keepdims=True)[:, :, None, :]
+        size = self.classifier.preprocessor.image_size
+        features = tf.cast(fold_tokens(tokens, prefix_tokens, size), tf.float32)
+        return tf.reduce_sum(weights * features, axis=-1)
 
     def _score(self, logits, class_indices):
         logits = tf.cast(logits, tf.float32)

@@ -19,6 +19,7 @@ from transferkit.interpret.calibration import (
 )
 from transferkit.interpret.gradcam import Explanation, GradCAM, explain_batches
 from transferkit.interpret.tta import tta_outputs
+from transferkit.models.image_classifier import call_backbone
 from transferkit.models.predictions import predictions_frame
 from transferkit.utils.log import logger
 
@@ -89,7 +90,7 @@ def explain_images(
 def logits_model(classifier) -> keras.Model:
     """Raw images -> logits (before the temperature), sharing the classifier's layers."""
     inputs = keras.Input(shape=(None, None, 3), name="image")
-    features = classifier.backbone(classifier.preprocessor(inputs), training=False)
+    features = call_backbone(classifier.backbone, classifier.preprocessor(inputs), training=False)
     head = classifier.head
     return keras.Model(inputs, head.logits(head.pool(features), training=False), name="logits")
 

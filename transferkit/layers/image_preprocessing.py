@@ -5,7 +5,8 @@ import numbers
 import keras
 from keras import ops
 
-PREPROCESSING_MODES = ("caffe", "tf", "torch", "none")
+PREPROCESSING_MODES = ("caffe", "tf", "torch", "scale", "none")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 # The constants of `keras.applications.imagenet_utils.preprocess_input`, so that a model
 # holding this layer sees exactly the inputs its ImageNet weights were trained on.
@@ -52,6 +53,20 @@ def _standardize_image_size(image_size):
     return tuple(int(d) for d in size)
 
 
+def _per_channel(value, name):
+    if value is None:
+        return None
+    values = [value] * 3 if isinstance(value, (int, float)) else list(value)
+    if len(values) != 3 or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+    ):
+        raise ValueError(
+            f"`{name}` must be a number or 3 numbers (one per RGB channel). "
+            f"Received: {name}={value!r}"
+        )
+    return tuple(float(v) for v in values)
+
+
 def _check_image_shape(shape):
     if len(shape) not in (3, 4) or shape[-1] not in (1, 3, None):
         raise ValueError(
@@ -78,18 +93,29 @@ class BackbonePreprocessing(keras.layers.Layer):
     - `"tf"` (MobileNet, Xception, Inception, ResNetV2, NASNet): `x / 127.5 - 1`.
     - `"torch"` (DenseNet): `x / 255`, then normalized per channel with mean
       `[0.485, 0.456, 0.406]` and std `[0.229, 0.224, 0.225]`.
+    - `"scale"` (KerasHub presets): `x * scale + offset` per channel, the
+      `scale` and `offset` of the preset's image converter (for ImageNet
+      statistics, `scale = 1 / (255 * std)` and `offset = -mean / std`).
     - `"none"` (EfficientNet, EfficientNetV2, ConvNeXt, MobileNetV3): values kept,
       as those backbones scale their inputs internally.
 
-    Images are resized bilinearly (no antialiasing) only when their static size is
-    unknown or differs from `image_size`; a `tf.data` pipeline that already resized
-    them costs nothing here.
+    Images are resized (bilinearly, without antialiasing, unless `interpolation`
+    and `antialias` say otherwise) only when their static size is unknown or
+    differs from `image_size`; a `tf.data` pipeline that already resized them
+    costs nothing here.
 
     Args:
         image_size: tuple of 2 ints, or int. The output (height, width); an int
             means a square. Defaults to `(224, 224)`.
-        mode: str. One of `"caffe"`, `"tf"`, `"torch"` or `"none"`, as in
-            `BackboneSpec.preprocessing`. Defaults to `"caffe"`.
+        mode: str. One of `"caffe"`, `"tf"`, `"torch"`, `"scale"` or `"none"`,
+            as in `BackboneSpec.preprocessing`. Defaults to `"caffe"`.
+        scale: float, 3 floats or None. The factor of `mode="scale"` (and only
+            of it). Defaults to `None`.
+        offset: float, 3 floats or None. The term of `mode="scale"`. Defaults
+            to `None` (0).
+        interpolation: str. `"bilinear"`, `"bicubic"` or `"nearest"`. Defaults
+            to `"bilinear"`.
+        antialias: bool. Whether downsizing is antialiased. Defaults to `False`.
         **kwargs: Base layer keyword arguments, such as `name`.
 
     Raises:
@@ -109,6 +135,10 @@ class BackbonePreprocessing(keras.layers.Layer):
         self,
         image_size: tuple[int, int] | int = (224, 224),
         mode: str = "caffe",
+        scale: float | tuple | None = None,
+        offset: float | tuple | None = None,
+        interpolation: str = "bilinear",
+        antialias: bool = False,
         **kwargs,
     ):
         # Autocasting would turn float inputs to float16 under mixed precision before
@@ -119,8 +149,24 @@ class BackbonePreprocessing(keras.layers.Layer):
             raise ValueError(
                 f"`mode` must be one of {PREPROCESSING_MODES}. Received: mode={mode!r}"
             )
+        if (mode == "scale") != (scale is not None) or (offset is not None and scale is None):
+            raise ValueError(
+                "`scale` (and `offset`) go with mode='scale', and mode='scale' needs a "
+                f"`scale`. Received: mode={mode!r}, scale={scale!r}, offset={offset!r}"
+            )
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(
+                f"`interpolation` must be one of {INTERPOLATIONS}. "
+                f"Received: interpolation={interpolation!r}"
+            )
         self.image_size = _standardize_image_size(image_size)
         self.mode = mode
+        self.scale = _per_channel(scale, "scale")
+        self.offset = _per_channel(offset, "offset")
+        if self.scale is not None and self.offset is None:
+            self.offset = (0.0, 0.0, 0.0)
+        self.interpolation = interpolation
+        self.antialias = bool(antialias)
 
     def call(self, images):
         _check_image_shape(images.shape)
@@ -131,10 +177,13 @@ class BackbonePreprocessing(keras.layers.Layer):
             x = ops.image.resize(
                 x,
                 self.image_size,
-                interpolation="bilinear",
-                antialias=False,
+                interpolation=self.interpolation,
+                antialias=self.antialias,
                 data_format="channels_last",
             )
+        if self.mode == "scale":
+            scale = ops.convert_to_tensor(self.scale, dtype="float32")
+            return x * scale + ops.convert_to_tensor(self.offset, dtype="float32")
         return _NORMALIZERS[self.mode](x)
 
     def compute_output_shape(self, input_shape):
@@ -146,4 +195,11 @@ class BackbonePreprocessing(keras.layers.Layer):
         return keras.KerasTensor(shape, dtype="float32")
 
     def get_config(self):
-        return {**super().get_config(), "image_size": self.image_size, "mode": self.mode}
+        config = {**super().get_config(), "image_size": self.image_size, "mode": self.mode}
+        # Written only where they differ from the defaults, so configs written before
+        # these arguments existed read the same.
+        if self.scale is not None:
+            config.update(scale=self.scale, offset=self.offset)
+        if self.interpolation != "bilinear" or self.antialias:
+            config.update(interpolation=self.interpolation, antialias=self.antialias)
+        return config

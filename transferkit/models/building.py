@@ -5,7 +5,7 @@ import keras
 from transferkit.backbones import build_backbone
 from transferkit.heads import ClassificationHead
 from transferkit.layers import BackbonePreprocessing
-from transferkit.models.image_classifier import ImageClassifier
+from transferkit.models.image_classifier import ImageClassifier, backbone_input
 from transferkit.utils.log import logger
 
 
@@ -39,20 +39,45 @@ def build_classifier(
         The `ImageClassifier` (its backbone's trainable flags as built).
     """
     backbone, spec = build_backbone(backbone, weights=weights, input_shape=input_shape)
-    head = head.with_classes(
-        len(class_names), list(class_names), name="head", multi_label=multi_label
-    )
-    size = tuple(backbone.input_shape[1:3])
+    size = tuple(backbone_input(backbone).shape[1:3])
     if None in size:
         size = image_size or (spec.default_size, spec.default_size)
+    head = head.with_classes(
+        len(class_names),
+        list(class_names),
+        name="head",
+        multi_label=multi_label,
+        pooling=spec.pooling,
+        prefix_tokens=prefix_tokens(backbone, spec, size),
+    )
     preprocessor = BackbonePreprocessing(
-        image_size=size, mode=spec.preprocessing, name="preprocessing"
+        image_size=size,
+        mode=spec.preprocessing,
+        scale=spec.scale,
+        offset=spec.offset,
+        interpolation=spec.interpolation,
+        antialias=spec.antialias,
+        name="preprocessing",
     )
     model = ImageClassifier(backbone, head, preprocessor)
+    pooling = f", pooling {model.head.pooling!r}" if spec.source == "keras_hub" else ""
     logger.info(
         f"built {spec.name} ({backbone.count_params():,} parameters, input "
-        f"{size[0]}x{size[1]}, preprocessing {spec.preprocessing!r}) with a "
+        f"{size[0]}x{size[1]}, preprocessing {spec.preprocessing!r}{pooling}) with a "
         f"{len(class_names)}-class {'multi-label ' if multi_label else ''}head "
         f"{list(class_names)}"
     )
     return model
+
+
+def prefix_tokens(backbone, spec, size) -> int | None:
+    """Tokens before the patch tokens of a transformer's output; None for a feature map."""
+    shape = backbone.output_shape
+    if len(shape) != 3:
+        return None
+    if not spec.patch_size:
+        return 0
+    if spec.family == "swin":
+        return 0  # patch tokens only, on the last stage's grid
+    patches = (size[0] // spec.patch_size) * (size[1] // spec.patch_size)
+    return int(shape[1]) - patches

@@ -20,6 +20,22 @@ _EXPORT_OPTIONS = {
 }
 
 
+def backbone_input(backbone: keras.Model):
+    """The backbone's image input (KerasHub's DINO backbones take a dict of one image input)."""
+    inputs = backbone.input
+    if isinstance(inputs, dict):
+        (inputs,) = inputs.values()
+    return inputs
+
+
+def call_backbone(backbone: keras.Model, images, training=None):
+    """Runs the backbone on images, as a dict where its input is one (DINOv2, DINOv3)."""
+    if isinstance(backbone.input, dict):
+        (name,) = backbone.input
+        images = {name: images}
+    return backbone(images, training=training)
+
+
 @keras.saving.register_keras_serializable(package="transferkit")
 class ImageClassifier(keras.Model):
     """An image classifier: preprocessing, a backbone and a classification head.
@@ -39,7 +55,8 @@ class ImageClassifier(keras.Model):
     Args:
         backbone: `keras.Model`. The feature extractor, without its top: image
             batches `(batch, height, width, 3)` in, a feature map
-            `(batch, h, w, channels)` out.
+            `(batch, h, w, channels)` or a transformer's tokens
+            `(batch, tokens, dim)` out.
         head: `ClassificationHead`. With its `num_classes` (and, ideally, its
             `class_names`) set.
         preprocessor: `BackbonePreprocessing` or None. Resizing and scaling of
@@ -87,14 +104,15 @@ class ImageClassifier(keras.Model):
                 "The head has no `num_classes`: pass ClassificationHead(num_classes=...) "
                 "(and class_names=...) to ImageClassifier."
             )
-        if len(backbone.output_shape) != 4:
+        if len(backbone.output_shape) not in (3, 4):
             raise ValueError(
                 f"The backbone {backbone.name!r} must output a feature map "
-                f"(batch, height, width, channels); its output shape is "
-                f"{backbone.output_shape}. Build it without its top and without pooling."
+                f"(batch, height, width, channels) or a transformer's tokens (batch, tokens, "
+                f"dim); its output shape is {backbone.output_shape}. Build it without its top "
+                "and without pooling."
             )
         if preprocessor is None:
-            size = tuple(backbone.input_shape[1:3])
+            size = tuple(backbone_input(backbone).shape[1:3])
             if None in size:
                 raise ValueError(
                     f"The backbone {backbone.name!r} takes images of any size "
@@ -116,7 +134,7 @@ class ImageClassifier(keras.Model):
 
         # === Functional Model ===
         inputs = keras.Input(shape=(None, None, 3), name="image")
-        outputs = head(backbone(preprocessor(inputs)))
+        outputs = head(call_backbone(backbone, preprocessor(inputs)))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===
@@ -141,7 +159,7 @@ class ImageClassifier(keras.Model):
         whatever precision the backbone computes in.
         """
         inputs = keras.Input(shape=(*self.image_size, 3), name="image")
-        features = self.backbone(self.preprocessor(inputs), training=False)
+        features = call_backbone(self.backbone, self.preprocessor(inputs), training=False)
         # Features are float32 whatever the backbone computes in: the feature cache's
         # entries and the head's inputs do not depend on the training precision's dtype.
         pooled = keras.ops.cast(self.head.pool(features), "float32")
@@ -260,6 +278,14 @@ class ImageClassifier(keras.Model):
         return export_model(self, filepath, format, **kwargs)
 
     # === Serialization ===
+    def save_own_variables(self, store):
+        # Keras saves a model's own variables before its layers': DINOv2's trained
+        # position embeddings reach the grid KerasHub saves first.
+        from transferkit.backbones.hub import sync_position_grids
+
+        sync_position_grids(self.backbone)
+        super().save_own_variables(store)
+
     def get_config(self):
         return {
             "backbone": keras.saving.serialize_keras_object(self.backbone),

@@ -5,6 +5,12 @@ second half of a bottleneck while its first half stays frozen trains a block
 against inputs it was never trained with. Keras Applications name their layers
 after the block they belong to (`conv4_block3_2_conv`, `block_12_expand`,
 `block5b_dwconv`, `conv_pw_7`, `mixed7`, ...); these names give the blocks.
+
+KerasHub's transformers nest their blocks inside one encoder layer (ViT's
+`vit_encoder`, DINOv2's `dinov2_backbone_encoder`, each Swin stage): there, each
+repeated sub-layer (a transformer block) is a block, the embeddings before the
+first form the stem, and what follows a block (a final LayerNorm, a patch
+merging) joins it.
 """
 
 import re
@@ -56,6 +62,8 @@ def backbone_blocks(backbone: keras.Model) -> list[list[keras.layers.Layer]]:
         A list of blocks, each a list of layers, the input layer left out.
     """
     layers = [layer for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if any(_repeated_sublayers(layer) for layer in layers):
+        return _transformer_blocks(layers)
     if any(_CLOSING_PATTERN.match(layer.name) for layer in layers):
         blocks = [[]]
         for layer in layers:
@@ -77,6 +85,33 @@ def backbone_blocks(backbone: keras.Model) -> list[list[keras.layers.Layer]]:
         blocks.append([layer])
         current_key = key
     return _merge_weightless(blocks)
+
+
+def _repeated_sublayers(layer):
+    """The class of a layer's repeated, weighted direct sub-layers (its blocks), or None."""
+    if isinstance(layer, keras.Model):
+        return None  # a nested backbone is one unit, as before
+    counts = {}
+    for sub in layer._flatten_layers(include_self=False, recursive=False):
+        if sub.weights:
+            counts[type(sub)] = counts.get(type(sub), 0) + 1
+    repeated = [cls for cls, count in counts.items() if count >= 2]
+    return repeated[0] if len(repeated) == 1 else None
+
+
+def _transformer_blocks(layers):
+    stem, blocks = [], []
+    for layer in layers:
+        block_class = _repeated_sublayers(layer)
+        if block_class is None:
+            (blocks[-1] if blocks else stem).append(layer)
+            continue
+        for sub in layer._flatten_layers(include_self=False, recursive=False):
+            if type(sub) is block_class:
+                blocks.append([sub])
+            else:
+                (blocks[-1] if blocks else stem).append(sub)
+    return _merge_weightless([stem, *blocks] if stem else blocks)
 
 
 def _merge_weightless(blocks):

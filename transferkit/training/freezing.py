@@ -33,6 +33,18 @@ class Trainable:
         return self.units == 0
 
 
+def variable_prefix(layer: keras.layers.Layer) -> str:
+    """The path prefix of a layer's variables (`"conv1_conv/"`, `"vit_encoder/block_1/"`)."""
+    folders = [variable.path.split("/")[:-1] for variable in layer.weights]
+    common = folders[0]
+    for parts in folders[1:]:
+        length = 0
+        while length < min(len(common), len(parts)) and common[length] == parts[length]:
+            length += 1
+        common = common[:length]
+    return "/".join(common) + "/" if common else f"{layer.name}/"
+
+
 def backbone_units(backbone: keras.Model, unit: str = "blocks") -> list[list[keras.layers.Layer]]:
     """The backbone's blocks (or single weighted layers when `unit="layers"`), input first."""
     if unit not in ("blocks", "layers"):
@@ -94,14 +106,19 @@ def set_trainable(
         rank = total - 1 - index  # 0 for the top unit
         trains = rank < count
         for layer in layers:
-            is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
-            layer.trainable = trains and (train_bn or not is_batch_norm)
+            # Every nested layer is set too: KerasHub's blocks hold BatchNorm layers
+            # (frozen unless train_bn) that a parent's flag does not always reach.
+            for sub in layer._flatten_layers(include_self=True):
+                is_batch_norm = isinstance(sub, keras.layers.BatchNormalization)
+                sub.trainable = trains and (train_bn or not is_batch_norm)
             if layer.trainable and layer.weights and rank < len(multipliers):
-                lr_multipliers[f"{layer.name}/"] = multipliers[rank]
+                lr_multipliers[variable_prefix(layer)] = multipliers[rank]
+    in_units = {id(layer) for layers in all_units for layer in layers}
     for layer in backbone.layers:
-        if isinstance(layer, keras.layers.InputLayer):
+        if isinstance(layer, keras.layers.InputLayer) or id(layer) in in_units:
             continue
-        if not any(layer in layers for layers in all_units):
+        # A layer holding units (a transformer's encoder) keeps their flags.
+        if not any(id(sub) in in_units for sub in layer._flatten_layers(include_self=False)):
             layer.trainable = False
     return Trainable(count, total, unit, train_bn, lr_multipliers)
 

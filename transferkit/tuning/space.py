@@ -10,6 +10,7 @@ unfreezing ones only when the backbone unfreezes, and the number of blocks to
 unfreeze once per backbone, since backbones have different numbers of blocks.
 """
 
+import math
 import numbers
 from collections.abc import Mapping, Sequence
 
@@ -93,12 +94,22 @@ def default_hyperparameters(epochs: int) -> dict:
     }
 
 
-def larger_size(side: int) -> int:
-    """The size a search tries beside `side`: about 25 % larger, a multiple of 32."""
-    return SIZE_STEP * int(side * LARGER_SIZE / SIZE_STEP + 0.5)
+def larger_size(side: int, step: int = SIZE_STEP) -> int:
+    """The size a search tries beside `side`: about 25 % larger, a multiple of `step`.
+
+    `step` is 32, or the side rule of the searched vision transformers (a
+    multiple of DINOv2's patch of 14, a Swin-T's 32: `BackboneSpec.size_step`).
+    """
+    return step * int(side * LARGER_SIZE / step + 0.5)
 
 
-def image_sizes(side: int):
+def size_step(specs) -> int:
+    """The step of the sizes a search tries: the least multiple of every backbone's rule."""
+    steps = [spec.size_step for spec in specs if spec.size_step]
+    return math.lcm(*steps) if steps else SIZE_STEP
+
+
+def image_sizes(side: int, step: int = SIZE_STEP):
     """The default `image_size` range: the given side and `larger_size(side)`.
 
     Larger inputs let a backbone see more detail (CIFAR's 32-pixel photos
@@ -109,7 +120,7 @@ def image_sizes(side: int):
     `transferkit.tuning.selection`). Where the two coincide (small sides) the size is
     fixed.
     """
-    larger = larger_size(side)
+    larger = larger_size(side, step)
     if larger <= side:
         return hp_types.Fixed("image_size", side)
     return hp_types.Choice("image_size", [side, larger], default=side)
@@ -188,7 +199,7 @@ def _check_value(name: str, value, epochs: int, num_blocks: int | None) -> str |
     if name.endswith(f"/{UNFREEZE_BLOCKS}") and not (
         _is_integer(value) and 1 <= value <= num_blocks
     ):
-        backbone = name.split("/")[0]
+        backbone = name.rsplit("/", 1)[0]
         return f"an integer from 1 to {num_blocks} (the number of blocks of {backbone})"
     return None
 
@@ -288,7 +299,8 @@ class SearchSpace:
 
         defaults = default_hyperparameters(epochs)
         if input_shape is not None and input_shape[0] == input_shape[1]:
-            defaults = {"image_size": image_sizes(input_shape[0]), **defaults}
+            step = size_step([get_backbone_spec(backbone) for backbone in backbones])
+            defaults = {"image_size": image_sizes(input_shape[0], step), **defaults}
         elif search_space.get("image_size") is not None:
             # No size of its own to start from: the listed sizes are the range.
             defaults = {"image_size": hp_types.Fixed("image_size", 224), **defaults}
@@ -326,7 +338,7 @@ class SearchSpace:
         for name, hyperparameter in self.hyperparameters.items():
             if name == "backbone":
                 continue
-            blocks = self.num_blocks.get(name.split("/")[0])
+            blocks = self.num_blocks.get(name.rsplit("/", 1)[0])
             candidates = _bounds(hyperparameter)
             if isinstance(hyperparameter, (hp_types.Int, hp_types.Float, hp_types.Choice)):
                 candidates = candidates + [hyperparameter.default]
