@@ -76,11 +76,14 @@ def test_backbones_lists_the_registry():
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["name", "input_size", "preprocessing", "family"]
+    assert lines[0].split() == ["name", "input_size", "preprocessing", "family", "source"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
-    assert rows["resnet50"] == ["224", "caffe", "resnet"]
-    assert rows["mobilenet"] == ["224", "tf", "mobilenet"]
-    assert len(rows) > 30
+    assert rows["resnet50"] == ["224", "caffe", "resnet", "keras.applications"]
+    assert rows["mobilenet"] == ["224", "tf", "mobilenet", "keras.applications"]
+    assert rows["hub:vit_base_patch16_224_imagenet"] == ["224", "preset", "vit", "keras_hub"]
+    assert len(rows) > 200
+    hub_only = run_cli("backbones", "--source", "keras_hub").stdout.splitlines()[1:]
+    assert hub_only and all(line.split()[0].startswith("hub:") for line in hub_only)
 
 
 @pytest.fixture

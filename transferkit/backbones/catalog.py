@@ -74,6 +74,6 @@ def list_backbones(with_parameters: bool = False, source: str = "all") -> pd.Dat
         rows = pd.DataFrame(hub_backbone_table()).drop(columns="description")
         rows["preprocessing"] = "preset"
         table = pd.concat([table, rows[[*table.columns, "parameters"]]], ignore_index=True)
-        if "parameters" in table:
-            table["parameters"] = table["parameters"].astype("Int64")
+        for column in ("input_size", "parameters"):
+            table[column] = table[column].astype("Int64")
     return table
