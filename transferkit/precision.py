@@ -37,12 +37,17 @@ POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 # bfloat16 natively (AVX512-BF16/AMX), per backbone family, measured with
 # `python -m bench.precision --backbones resnet50 mobilenet` (2 cores, batch 32, 160 px,
 # frozen BatchNorm as `BFloat16BatchNormalization`, best of 8 alternating rounds; feature
-# extraction: 1.59x and 1.08x). "auto" picks bfloat16 on such a CPU only for a family
-# listed here as faster: depthwise convolutions (MobileNet) trained slower in bfloat16,
-# and an unmeasured family stays in float32 rather than risk the same.
+# extraction: 1.59x and 1.08x), and for KerasHub's transformers with
+# `python -m bench.backbones` (batch 16, best of 2 rounds; DeiT-S at 160 px, DINOv2
+# ViT-S/14 at 168 px, Swin-T at 224 px). "auto" picks bfloat16 on such a CPU only for a
+# family listed here as faster: depthwise convolutions (MobileNet) trained slower in
+# bfloat16, and an unmeasured family stays in float32 rather than risk the same.
 CPU_BFLOAT16_SPEEDUP = {
     "resnet": 1.59,
     "mobilenet": 0.87,
+    "deit": 1.29,
+    "dinov2": 1.41,
+    "swin": 1.66,
 }
 # The least speed-up for which "auto" leaves float32 on a CPU.
 MIN_SPEEDUP = 1.1

@@ -423,43 +423,20 @@ def test_the_command_line_takes_a_preset(presets, tmp_path):
         for index in range(6):
             pixels = np.clip(rng.normal(colour, 20, (36, 36, 3)), 0, 255).astype("uint8")
             Image.fromarray(pixels).save(tmp_path / "data" / label / f"{index}.png")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "transferkit",
-            "fit",
-            str(tmp_path / "data"),
-            "--out",
-            str(tmp_path / "run"),
-            "--backbone",
-            presets("dinov2"),
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+
+    def fit(backbone, out):
+        command = ["fit", str(tmp_path / "data"), "--out", str(tmp_path / out)]
+        command += ["--backbone", backbone, "--epochs", "1", "--batch-size", "4"]
+        return subprocess.run(
+            [sys.executable, "-m", "transferkit", *command],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    result = fit(presets("dinov2"), "run")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "run" / "model.keras").is_file()
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "transferkit",
-            "fit",
-            str(tmp_path / "data"),
-            "--out",
-            str(tmp_path / "run2"),
-            "--backbone",
-            "hub:bert_base_en",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bad = fit("hub:bert_base_en", "run2")
     assert bad.returncode != 0 and "not an image backbone" in bad.stderr
     assert not (tmp_path / "run2").exists()

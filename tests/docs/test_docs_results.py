@@ -125,7 +125,12 @@ def test_the_measured_speed_ups_that_auto_reads_are_in_the_precision_results():
     from transferkit.precision import CPU_BFLOAT16_SPEEDUP
 
     figure = results.figures_in
-    stored = [n for run in results.runs_of(RESULTS["precision"]) for n in results.run_numbers(run)]
+    stored = [
+        n
+        for bench in ("precision", "backbones")
+        for run in results.runs_of(RESULTS[bench])
+        for n in results.run_numbers(run)
+    ]
     for family, speedup in CPU_BFLOAT16_SPEEDUP.items():
         (quoted,) = figure(f"{speedup}x")
         assert any(results.matches(quoted, value) for value in stored), (family, speedup)
