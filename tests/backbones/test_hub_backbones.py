@@ -96,6 +96,25 @@ def test_each_family_fine_tunes_saves_and_reloads(family, presets, tmp_path):
     )
 
 
+def test_a_saved_model_loads_in_a_fresh_process_with_tk_load(presets, tmp_path):
+    ft = tk.FineTuner(presets("deit"), num_classes=3)
+    ft.build(["a", "b", "c"])
+    ft.save(tmp_path / "model.keras")
+    images = _images(32, count=2)
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "expected.npy", ft.model.predict(images, verbose=0))
+    code = (
+        "import sys, numpy as np, transferkit as tk\n"
+        "assert 'keras_hub' not in sys.modules\n"
+        f"model = tk.load({str(tmp_path / 'model.keras')!r}).model\n"
+        f"images = np.load({str(tmp_path / 'images.npy')!r})\n"
+        f"expected = np.load({str(tmp_path / 'expected.npy')!r})\n"
+        "np.testing.assert_array_equal(model.predict(images, verbose=0), expected)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_preprocessing_inside_the_model_is_the_presets_converter(family, presets):
     handle = presets(family)

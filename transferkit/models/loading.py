@@ -42,6 +42,12 @@ def load_classifier(path: str | os.PathLike) -> keras.Model:
     if broken is not None or "config.json" not in names:
         what = f"its member {broken!r} is damaged" if broken else "it has no config.json"
         raise ValueError(f"{path!r} is not a complete .keras file: {what}; {EXPECTED}.")
+    with zipfile.ZipFile(path) as archive:
+        if b'"keras_hub' in archive.read("config.json"):
+            # A KerasHub backbone: its classes register when keras_hub is imported.
+            from transferkit.backbones.hub import require_keras_hub
+
+            require_keras_hub()
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises many kinds; the message is what matters
