@@ -281,13 +281,13 @@ class ClassificationHead(keras.layers.Layer):
                 "hold none (Swin has only patch tokens). Use pooling='avg' (or 'auto')."
             )
         patches = tokens[:, prefix:, :]
+        if self.pooling == "token":
+            return tokens[:, 0, :]
         if self.pooling == "flatten":
             return keras.ops.reshape(patches, (-1, patches.shape[1] * patches.shape[2]))
         if self.pooling == "max":
             return keras.ops.max(patches, axis=1)
         mean = keras.ops.mean(patches, axis=1)
-        if self.pooling == "token":
-            return tokens[:, 0, :]
         if self.pooling == "token_and_avg":
             return keras.ops.concatenate([tokens[:, 0, :], mean], axis=-1)
         return mean

@@ -315,6 +315,16 @@ def test_token_pooling_modes():
         tk.ClassificationHead(num_classes=3, pooling="token").pool(np.zeros((1, 2, 2, 3)))
 
 
+def test_list_backbones_counts_parameters_once_with_both_sources(monkeypatch):
+    from transferkit.backbones import registry
+
+    monkeypatch.setattr(registry, "BACKBONES", {"vgg16": registry.BACKBONES["vgg16"]})
+    table = tk.list_backbones(with_parameters=True)
+    assert list(table.columns).count("parameters") == 1
+    counts = table.set_index("name")["parameters"]
+    assert counts["vgg16"] == 14_714_688 and counts["hub:vit_base_patch16_224_imagenet"] > 0
+
+
 def test_list_backbones_lists_both_sources():
     table = tk.list_backbones()
     assert {"keras.applications", "keras_hub"} <= set(table.source)

@@ -78,7 +78,7 @@ def build_backbone(
     if hub.is_hub_backbone(backbone):
         spec = hub.get_hub_spec(backbone)
         shape = None if input_shape is None else _standardize_input_shape(input_shape, spec)
-        return hub.build_hub_backbone(backbone, weights, shape)
+        return hub.build_hub_backbone(backbone, weights, shape, spec=spec)
     spec = get_backbone_spec(backbone)
     input_shape = _standardize_input_shape(input_shape, spec)
     application = getattr(keras.applications, spec.application)

@@ -73,7 +73,8 @@ def list_backbones(with_parameters: bool = False, source: str = "all") -> pd.Dat
 
         rows = pd.DataFrame(hub_backbone_table()).drop(columns="description")
         rows["preprocessing"] = "preset"
-        table = pd.concat([table, rows[[*table.columns, "parameters"]]], ignore_index=True)
+        columns = list(dict.fromkeys([*table.columns, "parameters"]))  # once, if counted
+        table = pd.concat([table, rows[columns]], ignore_index=True)
         for column in ("input_size", "parameters"):
             table[column] = table[column].astype("Int64")
     return table

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from transferkit.backbones.registry import BackboneSpec
+from transferkit.layers.image_preprocessing import per_channel
 
 HUB_PREFIX = "hub:"
 HANDLE_SCHEMES = ("hf://", "kaggle://")
@@ -269,14 +270,6 @@ def _read_json(folder, name):
     return json.loads((folder / name).read_text())
 
 
-def _triple(value, default):
-    if value is None:
-        return default
-    if isinstance(value, (int, float)):
-        return (float(value),) * 3
-    return tuple(float(v) for v in value)
-
-
 def get_hub_spec(handle: str) -> BackboneSpec:
     """The `BackboneSpec` of a KerasHub preset, read from its config and image converter.
 
@@ -304,8 +297,9 @@ def get_hub_spec(handle: str) -> BackboneSpec:
         step = patch * 2 ** (len(backbone_config.get("depths", [])) - 1)
         min_size = step * int(backbone_config.get("window_size", 1))
         min_size = min(min_size, default_size)
-    scale = _triple(converter.get("scale"), (1.0, 1.0, 1.0))
-    offset = _triple(converter.get("offset"), (0.0, 0.0, 0.0))
+    # A converter without scale or offset leaves pixels as they are.
+    scale = per_channel(_or(converter.get("scale"), 1.0), "scale")
+    offset = per_channel(_or(converter.get("offset"), 0.0), "offset")
     return BackboneSpec(
         name=os.fspath(handle),
         application=class_name,
@@ -322,6 +316,10 @@ def get_hub_spec(handle: str) -> BackboneSpec:
         interpolation=converter.get("interpolation", "bilinear"),
         antialias=bool(converter.get("antialias", False)),
     )
+
+
+def _or(value, default):
+    return default if value is None else value
 
 
 def _family_of(class_name):
@@ -347,7 +345,7 @@ def check_image_shape(spec: BackboneSpec, input_shape) -> tuple[int, int, int]:
     return (height, width, 3)
 
 
-def build_hub_backbone(handle, weights="imagenet", input_shape=None):
+def build_hub_backbone(handle, weights="imagenet", input_shape=None, spec=None):
     """Builds a KerasHub backbone from a preset, with its weights or random ones.
 
     Args:
@@ -357,6 +355,8 @@ def build_hub_backbone(handle, weights="imagenet", input_shape=None):
             same backbone. Defaults to `"imagenet"`.
         input_shape: tuple or None. `(height, width, 3)`; the preset's size by
             default.
+        spec: `BackboneSpec` or None. The preset's, when the caller has read it
+            already (`get_hub_spec`). Defaults to `None`: read here.
 
     Returns:
         `(backbone, spec)`.
@@ -364,7 +364,7 @@ def build_hub_backbone(handle, weights="imagenet", input_shape=None):
     keras_hub = require_keras_hub()
     load = weights in ("imagenet", "preset")
     folder = resolve_preset(os.fspath(handle), need_weights=load)
-    spec = get_hub_spec(os.fspath(handle))
+    spec = spec or get_hub_spec(os.fspath(handle))
     config = _read_json(folder, "config.json").get("config", {})
     preset_shape = tuple(config.get("image_shape") or (None, None, 3))
     if input_shape is None:
@@ -483,7 +483,7 @@ def _size_in_name(name):
 
 def hub_backbone_table():
     """Rows for `list_backbones`: KerasHub's built-in image presets."""
-    keras_hub = require_keras_hub()
+    require_keras_hub()
     from keras_hub.src.utils import preset_utils
 
     rows = []
@@ -502,5 +502,4 @@ def hub_backbone_table():
                 "description": metadata.get("description", ""),
             }
         )
-    del keras_hub
     return rows

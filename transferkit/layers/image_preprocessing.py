@@ -53,7 +53,8 @@ def _standardize_image_size(image_size):
     return tuple(int(d) for d in size)
 
 
-def _per_channel(value, name):
+def per_channel(value, name: str) -> tuple | None:
+    """`value` (a number, or one per RGB channel) as 3 floats; None stays None."""
     if value is None:
         return None
     values = [value] * 3 if isinstance(value, (int, float)) else list(value)
@@ -161,8 +162,8 @@ class BackbonePreprocessing(keras.layers.Layer):
             )
         self.image_size = _standardize_image_size(image_size)
         self.mode = mode
-        self.scale = _per_channel(scale, "scale")
-        self.offset = _per_channel(offset, "offset")
+        self.scale = per_channel(scale, "scale")
+        self.offset = per_channel(offset, "offset")
         if self.scale is not None and self.offset is None:
             self.offset = (0.0, 0.0, 0.0)
         self.interpolation = interpolation
